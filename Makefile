@@ -1,0 +1,64 @@
+# rax.carina: instant-on container clusters. `make demo` and `make test` do all of their own
+# set-up (virtualenv, Docker engine, host images, ansible-test pre-seed), idempotently.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+BIN         := $(CURDIR)/$(VENV)/bin
+COLLECTION  := collections/ansible_collections/rax/carina
+# Every recipe sees the venv first on PATH and the engine that engine.sh found or started.
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+ENGINE       = export DOCKER_HOST="$$(scripts/engine.sh up)";
+
+.PHONY: help setup venv engine images seed demo test lint unit integration bench \
+        engine-stop clean constraints
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+venv: ## the virtualenv with pinned tools
+	@scripts/venv.sh
+
+engine: ## a Docker engine that answers (reused, or ours started in the background)
+	@scripts/engine.sh up >/dev/null
+
+images: engine ## the host images (built locally, cached by recipe hash)
+	@$(ENGINE) scripts/image.sh build
+
+seed: venv ## the offline pre-seed ansible-test needs
+	@scripts/seed-ansible-test.sh $(BIN)/python
+
+setup: venv engine images seed ## everything the demo and the tests need
+
+demo: setup ## the main job
+	@$(ENGINE) scripts/demo.sh
+
+lint: venv seed ## every quality gate; fails on any finding
+	ruff check .
+	ansible-lint --offline --profile production
+	cd $(COLLECTION) && ansible-test sanity --venv --python 3.13 --color no
+	cd $(COLLECTION) && antsibull-changelog lint
+
+unit: venv ## fast tests: no engine needed
+	pytest -q tests/unit $(COLLECTION)/tests/unit
+
+integration: setup ## tests on real host containers
+	@$(ENGINE) pytest -q -m integration tests/integration
+
+test: setup lint ## all gates, then every test (pytest's summary comes last)
+	@$(ENGINE) pytest tests $(COLLECTION)/tests/unit
+
+bench: setup ## print the benchmark figures
+	@$(ENGINE) scripts/bench.sh
+
+engine-stop: ## stop the Docker engine make started (by its pidfile), nothing else
+	@scripts/engine.sh down
+
+clean: ## remove the virtualenv and caches (images stay; see scripts/image.sh remove)
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
+
+constraints: venv ## re-pin requirements/constraints.txt from the venv
+	@{ echo '# Full pin set of the virtualenv, from pip freeze; regenerate with: make constraints'; \
+	   $(BIN)/pip freeze --exclude-editable; } > requirements/constraints.txt

@@ -1,0 +1,602 @@
+#!/usr/bin/python
+# Copyright: rax.carina developers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: local_hosts
+short_description: Host containers of a cluster on this machine's Docker engine
+version_added: 0.1.0
+description:
+  - Reconciles the host containers of one cluster for the C(local) provider and for molecule,
+    the way a cloud reconciles servers. Each host is a container running systemd as PID 1 and
+    sshd, started from a carina host image on a per-cluster network with a fixed subnet, so it
+    behaves like a small VM; Ansible reaches it over SSH with the cluster's key pair.
+  - Containers, volumes and the network carry the labels C(carina.cluster) and C(carina.role),
+    so that a later run (or O(state=absent)) finds them even when local state is gone.
+  - Hosts are created in parallel; the module waits until sshd answers on every host.
+  - Runs on the controller; needs the Python C(docker) SDK and a Docker engine.
+author:
+  - rax.carina developers
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would be created, started or removed, and changes nothing.
+  diff_mode:
+    support: none
+    description: No diff is returned.
+  idempotent:
+    support: full
+    description: A second run with the same hosts reports no change.
+options:
+  cluster:
+    description:
+      - Name of the cluster. Containers are named after their O(hosts[].name); every object the
+        module makes is labelled C(carina.cluster=<cluster>).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) makes the listed hosts exist and run (and removes surplus hosts when
+        O(prune=true)).
+      - V(absent) removes every container, volume and the network labelled with the cluster,
+        whatever O(hosts) says.
+    type: str
+    choices: [present, absent]
+    default: present
+  network:
+    description:
+      - Name of the cluster's Docker network. Defaults to C(carina-<cluster>).
+    type: str
+  subnet:
+    description:
+      - IPv4 subnet of the network in CIDR form, used when the network is created. Keep test
+        networks inside 198.18.0.0/15.
+      - Required when the network does not exist yet. If the network exists with another subnet,
+        or another network already uses an overlapping subnet, the module fails before creating
+        anything.
+    type: str
+  image:
+    description:
+      - Default image for hosts that do not name their own.
+    type: str
+    default: carina-host:bookworm-engine
+  public_key:
+    description:
+      - OpenSSH public key installed as root's authorized key at first boot (the image reads it
+        from the container's environment, as cloud-init reads a Nova key pair).
+      - Required when a host is created.
+    type: str
+  hosts:
+    description:
+      - The hosts the cluster should have.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Container and host name; must be unique on the engine.
+        type: str
+        required: true
+      role:
+        description: Role label (for example V(manager), V(worker), V(lb)).
+        type: str
+        required: true
+      image:
+        description: Image of this host; defaults to O(image).
+        type: str
+      address:
+        description: Fixed IPv4 address inside O(subnet); the engine picks one when omitted.
+        type: str
+      engine_volume:
+        description: Keep C(/var/lib/docker) on a labelled volume (needed when the host runs its own
+          Docker engine; overlay on overlay fails otherwise).
+        type: bool
+        default: true
+  prune:
+    description:
+      - Remove host containers of the cluster (with their volumes) that are not listed in O(hosts).
+    type: bool
+    default: false
+  wait:
+    description: Wait until sshd answers on every host.
+    type: bool
+    default: true
+  wait_timeout:
+    description: Seconds to wait for sshd on all hosts.
+    type: int
+    default: 120
+  docker_host:
+    description:
+      - Docker engine to use. Defaults to the E(DOCKER_HOST) environment variable, then
+        C(unix:///var/run/docker.sock).
+    type: str
+requirements:
+  - docker (Python SDK) >= 7.0
+notes:
+  - The containers need neither C(--privileged) nor a registry; they get the capabilities,
+    security options, C(/sys/fs/cgroup) mount and tmpfs mounts systemd and a nested Docker
+    engine need.
+seealso:
+  - name: rax.carina collection
+    description: The playbooks that use these hosts.
+    link: https://example.invalid/rax/carina
+"""
+
+EXAMPLES = r"""
+- name: Three hosts for cluster demo on 198.18.10.0/24
+  rax.carina.local_hosts:
+    cluster: demo
+    subnet: 198.18.10.0/24
+    public_key: "{{ lookup('ansible.builtin.file', '~/.carina/clusters/demo/id_ed25519.pub') }}"
+    hosts:
+      - {name: demo-manager-1, role: manager}
+      - {name: demo-manager-2, role: manager}
+      - {name: demo-worker-1, role: worker}
+  register: demo_hosts
+
+- name: Remove everything of cluster demo
+  rax.carina.local_hosts:
+    cluster: demo
+    state: absent
+"""
+
+RETURN = r"""
+hosts:
+  description: The cluster's host containers after the run, in the order of O(hosts).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Container and host name.
+      type: str
+      sample: demo-manager-1
+    role:
+      description: Role label.
+      type: str
+      sample: manager
+    address:
+      description: IPv4 address on the cluster network (empty in check mode for a new host).
+      type: str
+      sample: 198.18.10.2
+    id:
+      description: Container id (empty in check mode for a new host).
+      type: str
+    image:
+      description: Image of the container.
+      type: str
+    status:
+      description: Container status after the run.
+      type: str
+      sample: running
+network:
+  description: The cluster network.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Network name.
+      type: str
+      sample: carina-demo
+    subnet:
+      description: Its IPv4 subnet.
+      type: str
+      sample: 198.18.10.0/24
+    gateway:
+      description: The gateway address on the engine's side.
+      type: str
+      sample: 198.18.10.1
+created:
+  description: Names of the containers created.
+  returned: always
+  type: list
+  elements: str
+started:
+  description: Names of stopped containers that were started.
+  returned: always
+  type: list
+  elements: str
+removed:
+  description: Names of the containers, volumes and networks removed.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import contextlib
+import ipaddress
+import os
+import re
+import socket
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    import docker
+    from docker.errors import APIError, DockerException, NotFound
+
+    HAS_DOCKER = True
+    DOCKER_IMPORT_ERROR = None
+except ImportError:
+    HAS_DOCKER = False
+    DOCKER_IMPORT_ERROR = traceback.format_exc()
+
+LABEL_CLUSTER = "carina.cluster"
+LABEL_ROLE = "carina.role"
+LABEL_KIND = "carina.kind"
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+ENGINE_DIR = "/var/lib/docker"
+
+# What a container needs to boot systemd and run a nested Docker engine without --privileged
+# (which this sandbox refuses: it lacks CAP_SYS_RESOURCE).
+HOST_CONFIG = {
+    "cap_add": ["ALL"],
+    "cap_drop": ["SYS_RESOURCE"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+    "tmpfs": {"/run": "rw,exec,mode=755", "/run/lock": "rw,mode=1777"},
+    "cgroupns": "host",
+}
+
+
+class LocalHosts:
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.cluster = self.params["cluster"]
+        self.network_name = self.params["network"] or "carina-%s" % self.cluster
+        base_url = self.params["docker_host"] or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self.base_url = base_url
+        try:
+            self.api = docker.APIClient(base_url=base_url, version="auto", timeout=120)
+            self.api.ping()
+        except DockerException as exc:
+            module.fail_json(msg="Cannot reach the Docker engine at %s: %s" % (base_url, exc))
+        self.result = {"changed": False, "hosts": [], "network": {}, "created": [], "started": [], "removed": []}
+
+    # -- reading --------------------------------------------------------------------------
+    def cluster_filter(self, **extra):
+        labels = ["%s=%s" % (LABEL_CLUSTER, self.cluster)]
+        labels.extend("%s=%s" % kv for kv in extra.items())
+        return {"label": labels}
+
+    def existing_containers(self):
+        found = {}
+        for summary in self.api.containers(all=True, filters=self.cluster_filter()):
+            name = summary["Names"][0].lstrip("/")
+            found[name] = summary
+        return found
+
+    def network(self):
+        try:
+            return self.api.inspect_network(self.network_name)
+        except NotFound:
+            return None
+
+    @staticmethod
+    def network_subnet(net):
+        for cfg in (net.get("IPAM") or {}).get("Config") or []:
+            if cfg.get("Subnet"):
+                return cfg["Subnet"], cfg.get("Gateway", "")
+        return "", ""
+
+    # -- validation (before anything is created) ------------------------------------------
+    def validate(self, existing):
+        """Check every input against the engine; fail before anything is created."""
+        self.validate_names()
+        subnet = self.validate_network()
+        for host in self.params["hosts"]:
+            self.validate_host(host, subnet, host["name"] in existing)
+        return subnet
+
+    def validate_names(self):
+        names = [h["name"] for h in self.params["hosts"]]
+        if not NAME_RE.match(self.cluster):
+            self.module.fail_json(
+                msg="cluster %r is not a valid name: use 1-63 lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit" % self.cluster
+            )
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            self.module.fail_json(msg="host names must be unique; repeated: %s" % ", ".join(dupes))
+        for name in names:
+            if not NAME_RE.match(name):
+                self.module.fail_json(
+                    msg="host name %r is not a valid hostname (lower-case letters, digits, '-')" % name)
+
+    def parse_subnet(self, subnet):
+        try:
+            wanted = ipaddress.ip_network(subnet, strict=True)
+        except ValueError as exc:
+            self.module.fail_json(msg="subnet %r is not a valid IPv4 network in CIDR form: %s" % (subnet, exc))
+        if wanted.version != 4 or wanted.num_addresses < 8:
+            self.module.fail_json(msg="subnet %s must be an IPv4 network of /29 or larger" % subnet)
+        return wanted
+
+    def validate_network(self):
+        """Return the subnet to use: the existing network's, or a free one asked for."""
+        net = self.network()
+        subnet = self.params["subnet"]
+        wanted = self.parse_subnet(subnet) if subnet else None
+        if net is not None:
+            owner = (net.get("Labels") or {}).get(LABEL_CLUSTER)
+            if owner != self.cluster:
+                self.module.fail_json(
+                    msg="network %s already exists and does not belong to cluster %s (label %s=%s); "
+                    "choose another cluster name or network" % (self.network_name, self.cluster, LABEL_CLUSTER, owner)
+                )
+            have, _gw = self.network_subnet(net)
+            if wanted and have and ipaddress.ip_network(have) != wanted:
+                self.module.fail_json(
+                    msg="network %s exists with subnet %s, not %s; delete the cluster first or keep "
+                    "subnet %s" % (self.network_name, have, subnet, have)
+                )
+            return subnet or have
+        if self.params["state"] == "present":
+            if not subnet:
+                self.module.fail_json(msg="subnet is required to create network %s" % self.network_name)
+            for other in self.api.networks():
+                other_subnet, _gw = self.network_subnet(self.api.inspect_network(other["Id"]))
+                if other_subnet and ipaddress.ip_network(other_subnet, strict=False).overlaps(wanted):
+                    self.module.fail_json(
+                        msg="subnet %s is already in use by Docker network %s (%s); choose a free subnet "
+                        "inside 198.18.0.0/15" % (subnet, other["Name"], other_subnet)
+                    )
+        return subnet
+
+    def validate_host(self, host, subnet, exists):
+        name = host["name"]
+        if host["address"]:
+            net = ipaddress.ip_network(subnet)
+            gateway = next(net.hosts())
+            try:
+                addr = ipaddress.ip_address(host["address"])
+            except ValueError:
+                self.module.fail_json(msg="address %r of host %s is not an IPv4 address" % (host["address"], name))
+            if addr not in net or addr in (net.network_address, net.broadcast_address, gateway):
+                self.module.fail_json(
+                    msg="address %s of host %s must be a host address inside %s other than the gateway %s"
+                    % (addr, name, net, gateway)
+                )
+        if exists:
+            return
+        # A container of that name that is not ours would make the create fail half-way.
+        try:
+            other = self.api.inspect_container(name)
+        except NotFound:
+            other = None
+        if other is not None:
+            self.module.fail_json(
+                msg="a container named %s already exists and is not part of cluster %s (labels %s); "
+                "choose another cluster name" % (name, self.cluster, other["Config"].get("Labels"))
+            )
+        if not self.params["public_key"]:
+            self.module.fail_json(msg="public_key is required to create host %s" % name)
+        image = host["image"] or self.params["image"]
+        try:
+            self.api.inspect_image(image)
+        except NotFound:
+            self.module.fail_json(
+                msg="image %s is not on the engine at %s; build it with `make images` "
+                "(scripts/image.sh build)" % (image, self.base_url)
+            )
+
+    # -- changing -------------------------------------------------------------------------
+    def ensure_network(self, subnet):
+        net = self.network()
+        if net is None:
+            self.result["changed"] = True
+            if self.module.check_mode:
+                gw = str(next(ipaddress.ip_network(subnet).hosts()))
+                return {"name": self.network_name, "subnet": subnet, "gateway": gw}
+            gw = str(next(ipaddress.ip_network(subnet).hosts()))
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet, gateway=gw)])
+            self.api.create_network(
+                self.network_name, driver="bridge", ipam=ipam, check_duplicate=True,
+                labels={LABEL_CLUSTER: self.cluster, LABEL_KIND: "network"},
+            )
+            net = self.network()
+        have, gw = self.network_subnet(net)
+        return {"name": self.network_name, "subnet": have, "gateway": gw}
+
+    def create_host(self, host):
+        """Create and start one host container (runs in a worker thread)."""
+        api = docker.APIClient(base_url=self.base_url, version="auto", timeout=120)
+        name = host["name"]
+        image = host["image"] or self.params["image"]
+        labels = {LABEL_CLUSTER: self.cluster, LABEL_ROLE: host["role"], LABEL_KIND: "host"}
+        binds = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}}
+        if host["engine_volume"]:
+            volume = "%s-engine" % name
+            api.create_volume(name=volume, labels=labels)
+            binds[volume] = {"bind": ENGINE_DIR, "mode": "rw"}
+        host_config = api.create_host_config(binds=binds, **HOST_CONFIG)
+        # `--security-opt systempaths=unconfined`: nothing masked or read-only under /proc, /sys.
+        host_config.update(MaskedPaths=[], ReadonlyPaths=[])
+        endpoint = api.create_endpoint_config(ipv4_address=host["address"] or None)
+        api.create_container(
+            image,
+            name=name,
+            hostname=name,
+            detach=True,
+            labels=labels,
+            environment={"CARINA_AUTHORIZED_KEY": self.params["public_key"], "container": "docker"},
+            stop_signal="SIGRTMIN+3",
+            host_config=host_config,
+            networking_config=api.create_networking_config({self.network_name: endpoint}),
+        )
+        api.start(name)
+        return name
+
+    def remove_container(self, name):
+        api = docker.APIClient(base_url=self.base_url, version="auto", timeout=120)
+        with contextlib.suppress(NotFound):
+            api.remove_container(name, force=True, v=True)
+        return name
+
+    def remove_volumes(self, names=None):
+        removed = []
+        for vol in (self.api.volumes(filters=self.cluster_filter()) or {}).get("Volumes") or []:
+            if names is not None and vol["Name"] not in names:
+                continue
+            if not self.module.check_mode:
+                with contextlib.suppress(NotFound):
+                    self.api.remove_volume(vol["Name"], force=True)
+            removed.append(vol["Name"])
+        return removed
+
+    def fail_if_stopped(self, names):
+        for name in names:
+            state = self.api.inspect_container(name)["State"]
+            if state["Status"] != "running":
+                logs = self.api.logs(name, tail=5).decode("utf-8", "replace").strip()
+                self.module.fail_json(
+                    msg="host container %s is %s (exit code %s) instead of running; its last lines: %s"
+                    % (name, state["Status"], state.get("ExitCode"), logs or "(none)"),
+                    **self.result
+                )
+
+    def wait_for_ssh(self, addresses):
+        deadline = time.time() + self.params["wait_timeout"]
+        pending = dict(addresses)
+        while pending:
+            for name, addr in list(pending.items()):
+                try:
+                    with socket.create_connection((addr, 22), timeout=2) as sock:
+                        sock.settimeout(2)
+                        if sock.recv(4).startswith(b"SSH-"):
+                            del pending[name]
+                except OSError:
+                    pass
+            if pending:
+                self.fail_if_stopped(pending)
+            if pending and time.time() > deadline:
+                self.module.fail_json(
+                    msg="sshd did not answer within %ss on %s; check `docker logs` of those containers"
+                    % (self.params["wait_timeout"], ", ".join("%s (%s)" % kv for kv in sorted(pending.items()))),
+                    **self.result
+                )
+            if pending:
+                time.sleep(0.3)
+
+    def describe(self, wanted_names):
+        hosts = []
+        existing = self.existing_containers()
+        for host in self.params["hosts"]:
+            if host["name"] not in wanted_names:
+                continue
+            item = {"name": host["name"], "role": host["role"], "address": "", "id": "",
+                    "image": host["image"] or self.params["image"], "status": "absent"}
+            summary = existing.get(host["name"])
+            if summary:
+                info = self.api.inspect_container(summary["Id"])
+                endpoint = info["NetworkSettings"]["Networks"].get(self.network_name) or {}
+                item.update(address=endpoint.get("IPAddress", ""), id=info["Id"],
+                            image=info["Config"]["Image"], status=info["State"]["Status"])
+            hosts.append(item)
+        return hosts
+
+    def present(self):
+        existing = self.existing_containers()
+        subnet = self.validate(existing)
+        wanted = {h["name"]: h for h in self.params["hosts"]}
+        self.result["network"] = self.ensure_network(subnet)
+
+        to_create = [h for h in self.params["hosts"] if h["name"] not in existing]
+        to_start = [n for n in wanted if n in existing and existing[n]["State"] != "running"]
+        to_remove = []
+        if self.params["prune"]:
+            to_remove = sorted(n for n, c in existing.items()
+                               if n not in wanted and (c.get("Labels") or {}).get(LABEL_KIND) == "host")
+        if to_create or to_start or to_remove:
+            self.result["changed"] = True
+        self.result["created"] = [h["name"] for h in to_create]
+        self.result["started"] = to_start
+        if self.module.check_mode:
+            self.result["removed"] = to_remove
+            self.result["hosts"] = self.describe(set(wanted))
+            return
+
+        workers = max(1, min(8, len(to_create) + len(to_remove)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            try:
+                list(pool.map(self.remove_container, to_remove))
+                list(pool.map(self.create_host, to_create))
+            except (APIError, DockerException) as exc:
+                self.module.fail_json(
+                    msg="creating host containers of cluster %s failed: %s" % (self.cluster, exc), **self.result)
+        for name in to_start:
+            self.api.start(name)
+        if to_remove:
+            self.result["removed"] = to_remove + self.remove_volumes({"%s-engine" % n for n in to_remove})
+        self.result["hosts"] = self.describe(set(wanted))
+        if self.params["wait"]:
+            self.wait_for_ssh({h["name"]: h["address"] for h in self.result["hosts"]})
+
+    def absent(self):
+        existing = self.existing_containers()
+        names = sorted(existing)
+        removed = list(names)
+        if not self.module.check_mode:
+            with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+                list(pool.map(self.remove_container, names))
+        removed.extend(self.remove_volumes())
+        for net in self.api.networks(filters=self.cluster_filter()):
+            if not self.module.check_mode:
+                with contextlib.suppress(NotFound):
+                    self.api.remove_network(net["Id"])
+            removed.append(net["Name"])
+        self.result["removed"] = removed
+        self.result["changed"] = bool(removed)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            cluster=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            network=dict(type="str"),
+            subnet=dict(type="str"),
+            image=dict(type="str", default="carina-host:bookworm-engine"),
+            public_key=dict(type="str", no_log=False),
+            hosts=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(
+                    name=dict(type="str", required=True),
+                    role=dict(type="str", required=True),
+                    image=dict(type="str"),
+                    address=dict(type="str"),
+                    engine_volume=dict(type="bool", default=True),
+                ),
+            ),
+            prune=dict(type="bool", default=False),
+            wait=dict(type="bool", default=True),
+            wait_timeout=dict(type="int", default=120),
+            docker_host=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_DOCKER:
+        module.fail_json(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
+
+    hosts = LocalHosts(module)
+    try:
+        if module.params["state"] == "present":
+            hosts.present()
+        else:
+            hosts.absent()
+    except (APIError, DockerException) as exc:
+        module.fail_json(msg="Docker engine error for cluster %s: %s" % (module.params["cluster"], exc),
+                         exception=traceback.format_exc(), **hosts.result)
+    module.exit_json(**hosts.result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Make sure a Docker engine answers, starting a private one when none does.
+#   engine.sh up    -> prints the DOCKER_HOST to use (reuses an engine that answers)
+#   engine.sh down  -> stops the engine this script started (by its pidfile), nothing else
+#   engine.sh host  -> prints the DOCKER_HOST of an engine that answers, or fails
+# The private engine keeps its own socket, pidfile, data and exec roots, and address pools
+# inside 198.18.0.0/15 so that no test traffic goes to other ranges.
+set -euo pipefail
+
+RUN_DIR=${CARINA_ENGINE_RUN_DIR:-/run/carina-engine}
+DATA_ROOT=${CARINA_ENGINE_DATA_ROOT:-/var/lib/carina-engine}
+SOCK="$RUN_DIR/docker.sock"
+PIDFILE="$RUN_DIR/dockerd.pid"
+LOG="$RUN_DIR/dockerd.log"
+OWN_HOST="unix://$SOCK"
+
+answers() { DOCKER_HOST="$1" timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+find_engine() {
+  local candidates=()
+  [ -n "${DOCKER_HOST:-}" ] && candidates+=("$DOCKER_HOST")
+  candidates+=("$OWN_HOST" "unix:///var/run/docker.sock")
+  for h in "${candidates[@]}"; do
+    if answers "$h"; then echo "$h"; return 0; fi
+  done
+  return 1
+}
+
+install_engine() {
+  command -v dockerd >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] || { echo "engine.sh: dockerd is missing and installing it needs root" >&2; exit 1; }
+  echo "engine.sh: installing Debian's docker.io" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq docker.io >&2
+}
+
+start_engine() {
+  install_engine
+  # docker.io's package pulls in the CLI too; a newer CLI elsewhere on PATH is fine.
+  command -v docker >/dev/null 2>&1 || { echo "engine.sh: no docker CLI" >&2; exit 1; }
+  mkdir -p "$RUN_DIR" "$DATA_ROOT"
+  if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    echo "engine.sh: dockerd $(cat "$PIDFILE") runs but does not answer on $SOCK" >&2
+  else
+    rm -f "$PIDFILE" "$SOCK"
+    # setsid: the engine outlives the make/pytest process that started it.
+    setsid dockerd \
+      --host "$OWN_HOST" \
+      --pidfile "$PIDFILE" \
+      --data-root "$DATA_ROOT" \
+      --exec-root "$RUN_DIR/exec" \
+      --bip 198.19.255.1/24 \
+      --default-address-pool base=198.18.0.0/16,size=24 \
+      --storage-driver overlay2 \
+      >"$LOG" 2>&1 </dev/null &
+  fi
+  for _ in $(seq 1 100); do
+    if answers "$OWN_HOST"; then echo "$OWN_HOST"; return 0; fi
+    sleep 0.2
+  done
+  echo "engine.sh: dockerd did not answer on $SOCK within 20 s; see $LOG" >&2
+  tail -n 20 "$LOG" >&2 || true
+  exit 1
+}
+
+stop_engine() {
+  if [ ! -s "$PIDFILE" ]; then echo "engine.sh: no engine of ours is running"; return 0; fi
+  local pid; pid=$(cat "$PIDFILE")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$pid" 2>/dev/null && { echo "engine.sh: dockerd $pid did not stop" >&2; exit 1; }
+  fi
+  rm -f "$PIDFILE" "$SOCK"
+  echo "engine.sh: stopped dockerd $pid"
+}
+
+case "${1:-up}" in
+  up) find_engine || start_engine ;;
+  host) find_engine ;;
+  down) stop_engine ;;
+  *) echo "usage: $0 up|host|down" >&2; exit 2 ;;
+esac

@@ -1,0 +1,59 @@
+"""Helpers the tests share: run Ansible, look at the Docker engine, find leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LABEL = "carina.cluster"
+
+
+def env() -> dict[str, str]:
+    """Environment for Ansible commands: the repository's ansible.cfg, JSON output."""
+    out = dict(os.environ)
+    out["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    return out
+
+
+def run_module(module: str, args: dict, *, check: bool = False) -> tuple[int, dict]:
+    """Run one module on localhost through `ansible` and return (rc, result)."""
+    cmd = [
+        "ansible", "localhost", "-m", module, "-a", json.dumps(args),
+        "-e", "ansible_python_interpreter={{ ansible_playbook_python }}",
+    ]
+    if check:
+        cmd.append("--check")
+    e = env() | {"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=600, check=False)
+    try:
+        data = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"no JSON from ansible: {proc.stdout}\n{proc.stderr}") from exc
+    result = data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return proc.returncode, result
+
+
+def docker(*args: str) -> str:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, check=True)
+    return proc.stdout.strip()
+
+
+def owned_objects(cluster: str | None = None) -> dict[str, list[str]]:
+    """Containers, volumes and networks labelled by carina (for one cluster, or any)."""
+    flt = f"label={LABEL}={cluster}" if cluster else f"label={LABEL}"
+    return {
+        "containers": docker("ps", "-a", "--filter", flt, "--format", "{{.Names}}").split(),
+        "volumes": docker("volume", "ls", "--filter", flt, "--format", "{{.Name}}").split(),
+        "networks": docker("network", "ls", "--filter", flt, "--format", "{{.Name}}").split(),
+    }
+
+
+def ssh(key: Path, address: str, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", f"root@{address}", command],
+        capture_output=True, text=True, timeout=60, check=False,
+    )

@@ -1,0 +1,20 @@
+"""The molecule scenarios, run as users run them."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.helpers import ROOT, env, owned_objects
+
+
+@pytest.mark.parametrize("scenario", ["hosts"])
+def test_scenario(scenario):
+    proc = subprocess.run(
+        ["molecule", "test", "-s", scenario], cwd=ROOT, env=env() | {"NO_COLOR": "1", "PY_COLORS": "0"},
+        capture_output=True, text=True, timeout=1800, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "idempotence: Executed: Successful" in proc.stdout + proc.stderr
+    assert owned_objects(f"molecule-{scenario}") == {"containers": [], "volumes": [], "networks": []}
