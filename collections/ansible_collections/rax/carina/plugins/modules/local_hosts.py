@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# Copyright: rax.carina developers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Copyright (c) 2026, rax.carina developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ description:
   - Hosts are created in parallel; the module waits until sshd answers on every host.
   - Runs on the controller; needs the Python C(docker) SDK and a Docker engine.
 author:
-  - rax.carina developers
+  - rax.carina developers (@rax-carina)
 attributes:
   check_mode:
     support: full
