@@ -55,10 +55,15 @@ options:
     description:
       - IPv4 subnet of the network in CIDR form, used when the network is created. Keep test
         networks inside 198.18.0.0/15.
-      - Required when the network does not exist yet. If the network exists with another subnet,
-        or another network already uses an overlapping subnet, the module fails before creating
-        anything.
+      - When omitted and the network does not exist yet, the first /24 of O(subnet_pool) that no
+        Docker network uses is taken. If the network exists with another subnet, or another network
+        already uses an overlapping subnet, the module fails before creating anything.
     type: str
+  subnet_pool:
+    description:
+      - Where a free /24 is looked for when O(subnet) is omitted.
+    type: str
+    default: 198.18.0.0/16
   image:
     description:
       - Default image for hosts that do not name their own.
@@ -339,16 +344,34 @@ class LocalHosts:
                 )
             return subnet or have
         if self.params["state"] == "present":
+            used = self.used_subnets()
             if not subnet:
-                self.module.fail_json(msg="subnet is required to create network %s" % self.network_name)
-            for other in self.api.networks():
-                other_subnet, _gw = self.network_subnet(self.api.inspect_network(other["Id"]))
-                if other_subnet and ipaddress.ip_network(other_subnet, strict=False).overlaps(wanted):
+                return self.free_subnet(used)
+            for other_name, other_subnet in used:
+                if other_subnet.overlaps(wanted):
                     self.module.fail_json(
                         msg="subnet %s is already in use by Docker network %s (%s); choose a free subnet "
-                        "inside 198.18.0.0/15" % (subnet, other["Name"], other_subnet)
+                        "inside 198.18.0.0/15" % (subnet, other_name, other_subnet)
                     )
         return subnet
+
+    def used_subnets(self):
+        used = []
+        for other in self.api.networks():
+            other_subnet, _gw = self.network_subnet(self.api.inspect_network(other["Id"]))
+            if other_subnet:
+                used.append((other["Name"], ipaddress.ip_network(other_subnet, strict=False)))
+        return used
+
+    def free_subnet(self, used):
+        pool = self.parse_subnet(self.params["subnet_pool"])
+        if pool.prefixlen > 24:
+            self.module.fail_json(msg="subnet_pool %s must be a /24 or larger" % pool)
+        for candidate in pool.subnets(new_prefix=24):
+            if not any(candidate.overlaps(net) for _name, net in used):
+                return str(candidate)
+        self.module.fail_json(msg="no free /24 left in subnet_pool %s; delete clusters or name a subnet" % pool)
+        return None
 
     def validate_host(self, host, subnet, exists):
         name = host["name"]
@@ -563,6 +586,7 @@ def main():
             state=dict(type="str", choices=["present", "absent"], default="present"),
             network=dict(type="str"),
             subnet=dict(type="str"),
+            subnet_pool=dict(type="str", default="198.18.0.0/16"),
             image=dict(type="str", default="carina-host:bookworm-engine"),
             public_key=dict(type="str", no_log=False),
             hosts=dict(
