@@ -1,0 +1,206 @@
+#!/usr/bin/python
+# Copyright (c) 2026, rax.carina developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: credentials_bundle
+short_description: The credentials bundle of a cluster, for the docker CLI
+version_added: 0.1.0
+description:
+  - Writes a cluster's credentials bundle into one folder, as Carina handed it out - C(ca.pem),
+    C(cert.pem), C(key.pem) (mode 0600) and the snippets C(docker.env) (sh, bash, zsh),
+    C(docker.fish), C(docker.ps1) (PowerShell) and C(docker.cmd) (cmd.exe) that set
+    C(DOCKER_HOST=tcp://<endpoint>:<port>), C(DOCKER_TLS_VERIFY=1), C(DOCKER_CERT_PATH) and
+    C(CARINA_CLUSTER_NAME).
+  - Runs where the bundle should be (usually the controller); reads the certificates from files
+    there. Only files whose content or mode differ are written.
+author:
+  - rax.carina developers (@rax-carina)
+attributes:
+  check_mode:
+    support: full
+    description: Reports which files would be written.
+  diff_mode:
+    support: none
+    description: No diff; the bundle holds a private key.
+  idempotent:
+    support: full
+    description: A second run with the same input writes nothing.
+  platform:
+    support: full
+    platforms: posix
+    description: Any POSIX host.
+options:
+  path:
+    description: Folder of the bundle (created with mode 0700).
+    type: path
+    required: true
+  cluster_name:
+    description: Name of the cluster (C(CARINA_CLUSTER_NAME)).
+    type: str
+    required: true
+  endpoint:
+    description: Address or name of the cluster endpoint (load balancer).
+    type: str
+    required: true
+  port:
+    description: Port of the endpoint.
+    type: int
+    default: 2376
+  ca_file:
+    description: Path of the CA certificate to copy.
+    type: path
+    required: true
+  cert_file:
+    description: Path of the client certificate to copy.
+    type: path
+    required: true
+  key_file:
+    description: Path of the client key to copy.
+    type: path
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Write the bundle of cluster demo
+  rax.carina.credentials_bundle:
+    path: ~/.carina/clusters/demo
+    cluster_name: demo
+    endpoint: 198.18.10.3
+    ca_file: ~/.carina/clusters/demo/pki/ca.pem
+    cert_file: ~/.carina/clusters/demo/pki/client-admin.pem
+    key_file: ~/.carina/clusters/demo/pki/client-admin-key.pem
+"""
+
+RETURN = r"""
+files:
+  description: Every file of the bundle.
+  returned: always
+  type: list
+  elements: str
+written:
+  description: Files written (or that would be in check mode).
+  returned: always
+  type: list
+  elements: str
+docker_host:
+  description: The C(DOCKER_HOST) of the bundle.
+  returned: always
+  type: str
+  sample: tcp://198.18.10.3:2376
+"""
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def read(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write(path, data, mode):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".carina-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def sh_quote(value):
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def snippets(name, docker_host, cert_path):
+    env = {
+        "DOCKER_HOST": docker_host,
+        "DOCKER_TLS_VERIFY": "1",
+        "DOCKER_CERT_PATH": cert_path,
+        "CARINA_CLUSTER_NAME": name,
+    }
+    sh = ["# Cluster %s: source this file (sh, bash, zsh), then use docker as usual." % name]
+    sh += ["export %s=%s" % (k, sh_quote(v)) for k, v in env.items()]
+    fish = ["# Cluster %s: source this file in fish, then use docker as usual." % name]
+    fish += ["set -gx %s %s" % (k, sh_quote(v)) for k, v in env.items()]
+    ps1 = ["# Cluster %s: dot-source this file in PowerShell, then use docker as usual." % name]
+    ps1 += ["$env:%s = '%s'" % (k, v.replace("'", "''")) for k, v in env.items()]
+    cmd = ["@echo off", "REM Cluster %s: run this file in cmd.exe, then use docker as usual." % name]
+    cmd += ['set "%s=%s"' % (k, v) for k, v in env.items()]
+    return {
+        "docker.env": ("\n".join(sh) + "\n").encode(),
+        "docker.fish": ("\n".join(fish) + "\n").encode(),
+        "docker.ps1": ("\r\n".join(ps1) + "\r\n").encode(),
+        "docker.cmd": ("\r\n".join(cmd) + "\r\n").encode(),
+    }
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            cluster_name=dict(type="str", required=True),
+            endpoint=dict(type="str", required=True),
+            port=dict(type="int", default=2376),
+            ca_file=dict(type="path", required=True),
+            cert_file=dict(type="path", required=True),
+            key_file=dict(type="path", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not p["endpoint"]:
+        module.fail_json(msg="endpoint is empty: the cluster has no load balancer address yet")
+    sources = {}
+    for option, dest, marker in (("ca_file", "ca.pem", b"CERTIFICATE"), ("cert_file", "cert.pem", b"CERTIFICATE"),
+                                 ("key_file", "key.pem", b"PRIVATE KEY")):
+        data = read(p[option])
+        if data is None:
+            module.fail_json(msg="%s %s does not exist; issue the certificates first (rax.carina.pki)"
+                             % (option, p[option]))
+        if marker not in data:
+            module.fail_json(msg="%s %s is not a PEM file" % (option, p[option]))
+        sources[dest] = data
+
+    folder = p["path"]
+    docker_host = "tcp://%s:%d" % (p["endpoint"], p["port"])
+    wanted = [
+        ("ca.pem", sources["ca.pem"], 0o644),
+        ("cert.pem", sources["cert.pem"], 0o644),
+        ("key.pem", sources["key.pem"], 0o600),
+    ]
+    wanted += [(name, data, 0o644) for name, data in snippets(p["cluster_name"], docker_host, folder).items()]
+
+    written = []
+    for name, data, mode in wanted:
+        path = os.path.join(folder, name)
+        if read(path) != data or os.stat(path).st_mode & 0o777 != mode:
+            written.append(path)
+    folder_new = not os.path.isdir(folder)
+    result = dict(changed=bool(written) or folder_new, written=written, docker_host=docker_host,
+                  files=[os.path.join(folder, name) for name, _d, _m in wanted])
+    if not module.check_mode:
+        if folder_new:
+            os.makedirs(folder, mode=0o700)
+        for name, data, mode in wanted:
+            path = os.path.join(folder, name)
+            if path in written:
+                write(path, data, mode)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
