@@ -1,0 +1,213 @@
+"""A Swarm cluster on local hosts, end to end, with the real docker CLI and nothing but the bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, docker, env, owned_objects, run_module
+
+NAME = "it-swarm"
+SUBNET = "198.18.220.0/24"
+
+
+def playbook(name: str, home: Path, *extra: str, verbose: str = "") -> subprocess.CompletedProcess:
+    cmd = ["ansible-playbook", f"playbooks/{name}.yml", "-e", f"carina_name={NAME}", "-e", f"carina_home={home}",
+           *extra]
+    if verbose:
+        cmd.append(verbose)
+    return subprocess.run(cmd, cwd=ROOT, env=env() | {"ANSIBLE_NOCOLOR": "1"}, capture_output=True, text=True,
+                          timeout=900, check=False)
+
+
+def create(home: Path, *extra: str, verbose: str = "") -> subprocess.CompletedProcess:
+    return playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1", "-e", f"carina_subnet={SUBNET}",
+                    *extra, verbose=verbose)
+
+
+def bundle_env(state: Path) -> dict[str, str]:
+    out = dict(os.environ)
+    for line in (state / "docker.env").read_text().splitlines():
+        match = re.match(r"^export (\w+)='(.*)'$", line)
+        if match:
+            out[match.group(1)] = match.group(2)
+    return out
+
+
+def cli(state: Path, *args: str, check: bool = True, timeout: int = 60, **env_over: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], env=bundle_env(state) | env_over, capture_output=True, text=True,
+                          timeout=timeout, check=check)
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last!r}")
+
+
+def recap_changed(output: str) -> dict[str, int]:
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("carina-home")
+    yield home
+    playbook("delete", home)
+
+
+@pytest.fixture(scope="module")
+def cluster(home):
+    started = time.time()
+    proc = create(home)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    print(f"create took {time.time() - started:.1f}s")
+    return {"state": home / "clusters" / NAME, "log": proc.stdout + proc.stderr}
+
+
+def test_even_managers_fail_before_anything_exists(tmp_path):
+    proc = playbook("create", tmp_path, "-e", "carina_masters=2", "-e", f"carina_subnet={SUBNET}")
+    assert proc.returncode != 0
+    assert "masters=2: the number of managers must be odd" in proc.stdout
+    assert "(use 1 or 3)" in proc.stdout
+    assert owned_objects(NAME) == {"containers": [], "volumes": [], "networks": []}
+    assert not (tmp_path / "clusters").exists()
+
+
+def test_bundle(cluster):
+    state = cluster["state"]
+    names = sorted(p.name for p in state.iterdir() if p.is_file())
+    for wanted in ["ca.pem", "cert.pem", "key.pem", "docker.env", "docker.fish", "docker.ps1", "docker.cmd"]:
+        assert wanted in names
+    assert (state / "key.pem").stat().st_mode & 0o777 == 0o600
+    assert (state / "pki" / "ca-key.pem").stat().st_mode & 0o777 == 0o600
+    text = (state / "docker.env").read_text()
+    assert "DOCKER_TLS_VERIFY='1'" in text and f"CARINA_CLUSTER_NAME='{NAME}'" in text
+    assert (state / "docker.cmd").read_bytes().endswith(b"\r\n")
+    endpoint = json.loads((state / "cluster.json").read_text())["endpoint"]
+    assert f"DOCKER_HOST='tcp://{endpoint}:2376'" in text
+
+
+def test_docker_info_through_the_load_balancer(cluster):
+    info = json.loads(cli(cluster["state"], "info", "--format", "{{json .Swarm}}").stdout)
+    assert info["LocalNodeState"] == "active"
+    assert info["Managers"] == 3
+    assert info["Nodes"] == 4
+    # Round robin: the load balancer spreads connections over the managers.
+    seen = {cli(cluster["state"], "info", "--format", "{{.Name}}").stdout.strip() for _ in range(6)}
+    assert seen == {f"{NAME}-manager-{i}" for i in (1, 2, 3)}
+    nodes = cli(cluster["state"], "node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.ManagerStatus}}").stdout
+    rows = {line.split()[0]: line.split()[1:] for line in nodes.splitlines()}
+    assert sorted(rows) == sorted([f"{NAME}-manager-{i}" for i in (1, 2, 3)] + [f"{NAME}-worker-1"]), nodes
+    assert all(row[0] == "Ready" for row in rows.values()), nodes
+    assert sorted(row[1] for name, row in rows.items() if "manager" in name) == ["Leader", "Reachable", "Reachable"]
+    assert rows[f"{NAME}-worker-1"] == ["Ready"]
+    labels = cli(cluster["state"], "node", "inspect", f"{NAME}-worker-1", "--format",
+                 '{{index .Spec.Labels "carina.role"}}').stdout.strip()
+    assert labels == "worker"
+
+
+def test_connections_without_the_right_client_cert_are_refused(cluster, tmp_path):
+    state = cluster["state"]
+    endpoint = bundle_env(state)["DOCKER_HOST"]
+    # No client certificate at all.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "ca.pem").write_bytes((state / "ca.pem").read_bytes())
+    proc = subprocess.run(["docker", "--tlsverify", "--tlscacert", str(bare / "ca.pem"), "-H", endpoint, "info"],
+                          env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode != 0
+    # A client certificate from another CA.
+    rc, res = run_module("rax.carina.cluster_pki", {"path": str(tmp_path / "other"), "cluster_name": "other"})
+    assert rc == 0, res
+    proc = subprocess.run(
+        ["docker", "--tlsverify", "--tlscacert", str(state / "ca.pem"), "--tlscert",
+         str(tmp_path / "other" / "client-admin.pem"), "--tlskey", str(tmp_path / "other" / "client-admin-key.pem"),
+         "-H", endpoint, "info"],
+        env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode != 0
+    assert "certificate" in (proc.stderr + proc.stdout).lower() or "tls" in (proc.stderr + proc.stdout).lower()
+
+
+def test_service_with_replicas_from_a_local_image(cluster):
+    state = cluster["state"]
+    # A tiny image imported on every node from the node's own files (no registry here).
+    for node in [f"{NAME}-manager-{i}" for i in (1, 2, 3)] + [f"{NAME}-worker-1"]:
+        docker("exec", node, "sh", "-c",
+               "tar -C / -ch bin/sleep lib/x86_64-linux-gnu/libc.so.6 lib64/ld-linux-x86-64.so.2 "
+               "| docker import - carina-test/sleep:1 >/dev/null")
+    cli(state, "service", "create", "--detach", "--name", "it-sleep", "--replicas", "4", "--no-resolve-image",
+        "carina-test/sleep:1", "/bin/sleep", "3600")
+    try:
+        wait_until(lambda: cli(state, "service", "ls", "--filter", "name=it-sleep", "--format", "{{.Replicas}}")
+                   .stdout.strip() == "4/4", 90, "4/4 replicas")
+    finally:
+        cli(state, "service", "rm", "it-sleep")
+
+
+def test_a_manager_down_leaves_the_cli_working_and_heals(cluster):
+    state = cluster["state"]
+    victim = f"{NAME}-manager-1"
+    docker("stop", "-t", "2", victim)
+    try:
+        def down():
+            proc = cli(state, "node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.ManagerStatus}}", check=False)
+            return proc.returncode == 0 and f"{victim} Down Unreachable" in proc.stdout and proc.stdout
+        wait_until(down, 90, f"{victim} shown Down through the load balancer")
+        # Every call through the load balancer keeps working while the manager is down.
+        for _ in range(6):
+            assert cli(state, "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() == "active"
+    finally:
+        docker("start", victim)
+
+    def healed():
+        proc = cli(state, "node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.ManagerStatus}}", check=False)
+        lines = proc.stdout.splitlines()
+        return (proc.returncode == 0 and len(lines) == 4 and all(" Ready" in line for line in lines)
+                and sum(("Leader" in line or "Reachable" in line) for line in lines) == 3 and proc.stdout)
+    wait_until(healed, 120, "the swarm to heal")
+
+
+def test_second_create_changes_nothing_and_logs_no_secret(cluster, home):
+    proc = create(home, verbose="-vvv")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    changed = recap_changed(proc.stdout)
+    assert changed and all(v == 0 for v in changed.values()), changed
+    secrets = _private_key_bodies(cluster["state"])
+    assert secrets, "no key files found to look for"
+    for log in (cluster["log"], proc.stdout + proc.stderr):
+        assert "PRIVATE KEY" not in log
+        for body in secrets:
+            assert body not in log
+
+
+def _private_key_bodies(state: Path) -> list[str]:
+    bodies = []
+    for path in [*state.glob("*.pem"), *(state / "pki").glob("*-key.pem"), state / "ssh" / "id_ed25519"]:
+        text = path.read_text()
+        if "PRIVATE KEY" in text:
+            lines = [line for line in text.splitlines() if line and "-----" not in line]
+            bodies.extend(line for line in lines if len(line) >= 40)
+    return bodies
+
+
+def test_delete_leaves_nothing(cluster, home):
+    started = time.time()
+    proc = playbook("delete", home)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    print(f"delete took {time.time() - started:.1f}s")
+    assert owned_objects(NAME) == {"containers": [], "volumes": [], "networks": []}
+    assert not cluster["state"].exists()
+    again = playbook("delete", home)
+    assert again.returncode == 0, again.stdout[-3000:]
