@@ -51,7 +51,7 @@ test: setup lint ## all gates, then every test (pytest's summary comes last)
 	@$(ENGINE) pytest tests $(COLLECTION)/tests/unit
 
 bench: setup ## print the benchmark figures
-	@$(ENGINE) scripts/bench.sh
+	@$(ENGINE) python scripts/bench.py
 
 engine-stop: ## stop the Docker engine make started (by its pidfile), nothing else
 	@scripts/engine.sh down

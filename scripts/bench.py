@@ -1,0 +1,105 @@
+"""Benchmark of a local Swarm cluster (3 managers + 1 worker), with a bare baseline measured in the same run.
+
+Prints: create until `docker info` answers through the load balancer; a second run with nothing to
+change (and its task count); delete; issuing certificates for 100 nodes; and the bare baseline (the
+same containers and swarm with `docker swarm init/join`, no TLS, no load balancer, no Ansible).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "collections"))
+
+from ansible_collections.rax.carina.plugins.module_utils import pki  # noqa: E402
+
+NAME = "bench"
+SUBNET = "198.18.231.0/24"
+GOALS = {"create": 45.0, "rerun": 15.0, "certs100": 2.0}
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, **kw)
+
+
+def playbook(name: str, home: str, *extra: str) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.monotonic()
+    proc = run(["ansible-playbook", f"playbooks/{name}.yml", "-e", f"carina_name={NAME}",
+                "-e", f"carina_home={home}", *extra])
+    if proc.returncode != 0:
+        sys.exit(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    return time.monotonic() - started, proc
+
+
+def docker_info_through_lb(home: str) -> None:
+    env_file = Path(home) / "clusters" / NAME / "docker.env"
+    proc = run(["bash", "-c", f". {env_file} && docker info --format '{{{{.Swarm.Nodes}}}}'"])
+    if proc.returncode != 0 or proc.stdout.strip() != "4":
+        sys.exit(f"docker info through the load balancer failed: {proc.stdout} {proc.stderr}")
+
+
+def task_counts(output: str) -> tuple[int, int]:
+    """(tasks run on some host, host-task runs excluding skips) of a playbook run."""
+    recap = re.findall(r"^\S+\s+: ok=(\d+)\s+changed=(\d+).*?failed=(\d+)", output, re.M)
+    host_tasks = sum(int(ok) + int(failed) for ok, _changed, failed in recap)
+    headers = {line for line in output.splitlines() if line.startswith("TASK [")}
+    return len(headers), host_tasks
+
+
+def certs_for(nodes: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        params = {
+            "path": str(Path(tmp) / "pki"), "cluster_name": "bench", "state": "present", "key_type": "ecdsa",
+            "rsa_key_size": 2048, "ca_valid_days": 3650, "cert_valid_days": 825, "renew_before_days": 30,
+            "servers": [{"name": f"node-{i}", "common_name": None,
+                         "sans": [f"node-{i}", f"198.18.{i // 250}.{i % 250 + 2}", "127.0.0.1"]}
+                        for i in range(nodes)],
+            "clients": [{"name": "admin", "common_name": "admin", "organization": []}],
+            "extra_sans": ["198.18.0.1"], "prune": False,
+        }
+        started = time.monotonic()
+        pki.run(params)
+        return time.monotonic() - started
+
+
+def main() -> None:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="carina-bench-") as home:
+        playbook("delete", home)
+        try:
+            started = time.monotonic()
+            playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1", "-e", f"carina_subnet={SUBNET}")
+            docker_info_through_lb(home)
+            create = time.monotonic() - started
+            rerun, proc = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1",
+                                   "-e", f"carina_subnet={SUBNET}")
+            changed = [int(c) for c in re.findall(r"^\S+\s+: ok=\d+\s+changed=(\d+)", proc.stdout, re.M)]
+            tasks, host_tasks = task_counts(proc.stdout)
+        finally:
+            delete, _proc = playbook("delete", home)
+    certs = certs_for(100)
+    base = run(["scripts/bench-baseline.sh"])
+    if base.returncode != 0:
+        sys.exit(f"baseline failed: {base.stderr}")
+    baseline = float(base.stdout.strip().splitlines()[-1])
+
+    rows.append(("create 3 managers + 1 worker, until docker info via the LB", create, GOALS["create"]))
+    rows.append((f"second run, nothing to change ({tasks} tasks, {host_tasks} host-task runs, "
+                 f"changed={sum(changed)})", rerun, GOALS["rerun"]))
+    rows.append(("delete", delete, None))
+    rows.append(("certificates for 100 nodes (CA + 100 servers + admin)", certs, GOALS["certs100"]))
+    rows.append(("bare baseline: same containers, docker swarm init/join, no TLS/LB", baseline, None))
+    print(f"\n{'measure':<82} {'seconds':>8}  goal")
+    for label, value, goal in rows:
+        verdict = "" if goal is None else (f"<= {goal:g} s " + ("met" if value <= goal else "MISSED"))
+        print(f"{label:<82} {value:8.2f}  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
