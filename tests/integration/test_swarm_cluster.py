@@ -85,6 +85,47 @@ def test_even_managers_fail_before_anything_exists(tmp_path):
     assert not (tmp_path / "clusters").exists()
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["-e", "carina_masters=0"], "masters=0: the number of managers must be odd"),
+        (["-e", "carina_masters=9"], "from 1 to 7"),
+        (["-e", "carina_nodes=-1"], "nodes=-1: the number of workers must be 0 or more"),
+        (["-e", "carina_name=Bad_Name"], "name 'Bad_Name': use 1 to 40 lower-case letters"),
+        (["-e", "carina_coe=mesos"], "value of coe must be one of: swarm, got: mesos"),
+        (["-e", "carina_subnet=198.18.220.0/30"], "has room for 1 hosts, the cluster needs 3"),
+        (["-e", "carina_subnet=not-a-subnet"], "is not an IPv4 network in CIDR form"),
+    ],
+)
+def test_bad_specs_fail_before_anything_exists(tmp_path, extra, message):
+    proc = playbook("create", tmp_path, "-e", "carina_masters=1", "-e", "carina_nodes=1",
+                    "-e", f"carina_subnet={SUBNET}", *extra)
+    assert proc.returncode != 0
+    assert message in proc.stdout, proc.stdout[-3000:]
+    assert owned_objects(NAME) == {"containers": [], "volumes": [], "networks": []}
+    assert owned_objects("Bad_Name") == {"containers": [], "volumes": [], "networks": []}
+    assert not (tmp_path / "clusters").exists()
+
+
+def test_subnet_in_use_or_name_taken_fail_before_anything_exists(tmp_path):
+    docker("network", "create", "--subnet", "198.18.221.0/24", "it-swarm-foreign")
+    try:
+        proc = playbook("create", tmp_path, "-e", "carina_subnet=198.18.221.0/24")
+        assert proc.returncode != 0
+        assert "subnet 198.18.221.0/24 is already in use by Docker network it-swarm-foreign" in proc.stdout
+    finally:
+        docker("network", "rm", "it-swarm-foreign")
+    docker("create", "--name", f"{NAME}-manager-1", "carina-host:bookworm")
+    try:
+        proc = playbook("create", tmp_path, "-e", f"carina_subnet={SUBNET}")
+        assert proc.returncode != 0
+        assert f"a container named {NAME}-manager-1 already exists and is not part of cluster {NAME}" in proc.stdout
+    finally:
+        docker("rm", "-f", f"{NAME}-manager-1")
+    assert owned_objects(NAME) == {"containers": [], "volumes": [], "networks": []}
+    assert not (tmp_path / "clusters").exists()
+
+
 def test_bundle(cluster):
     state = cluster["state"]
     names = sorted(p.name for p in state.iterdir() if p.is_file())
