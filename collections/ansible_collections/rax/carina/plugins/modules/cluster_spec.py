@@ -43,13 +43,15 @@ options:
     choices: [swarm]
     default: swarm
   masters:
-    description: Number of managers (masters); odd, from 1 to 7, so that a majority survives failures.
+    description:
+      - Number of managers (masters); odd, from 1 to 7, so that a majority survives failures.
+      - Defaults to the recorded count when the cluster exists, else to 1.
     type: int
-    default: 1
   nodes:
-    description: Number of workers (nodes), 0 or more.
+    description:
+      - Number of workers (nodes), 0 or more.
+      - Defaults to the recorded count (less O(remove)) when the cluster exists, else to 1.
     type: int
-    default: 1
   provider:
     description: Where the hosts come from.
     type: str
@@ -87,10 +89,18 @@ options:
   operation:
     description:
       - V(create) refuses a spec whose counts differ from the recorded one; V(scale) accepts new
-        counts; V(delete) only needs the name.
+        counts and works out which hosts to add and remove; V(delete) only needs the name.
     type: str
     choices: [create, scale, delete]
     default: create
+  remove:
+    description:
+      - With O(operation=scale), workers to remove first when the worker count goes down (by host
+        name, for example V(demo-worker-2)). If O(nodes) is not lower, the removed workers are
+        replaced by new ones.
+    type: list
+    elements: str
+    default: []
 """
 
 EXAMPLES = r"""
@@ -168,10 +178,22 @@ cluster:
     groups:
       description: Inventory groups of the cluster.
       type: dict
-      sample: {managers: demo_managers, workers: demo_workers, lb: demo_lb, nodes: demo_nodes}
+      sample: {managers: demo_managers, workers: demo_workers, lb: demo_lb, nodes: demo_nodes, removing: demo_removing}
     recorded:
       description: The spec recorded by an earlier run, if any.
       type: dict
+    adding:
+      description: Hosts a scale adds (empty for create).
+      type: list
+      elements: str
+    removing_managers:
+      description: Managers a scale removes (demoted and removed one at a time).
+      type: list
+      elements: str
+    removing_workers:
+      description: Workers a scale removes (drained, removed from the swarm, then deleted).
+      type: list
+      elements: str
 """
 
 import ipaddress
@@ -226,6 +248,56 @@ def check(module):
     return problems
 
 
+def next_names(prefix, existing, count):
+    """`count` new names <prefix>-N after the highest N in use."""
+    used = [int(n.rsplit("-", 1)[1]) for n in existing if n.rsplit("-", 1)[-1].isdigit()]
+    start = max(used, default=0) + 1
+    return ["%s-%d" % (prefix, i) for i in range(start, start + count)]
+
+
+def plan_scale(module, name, recorded):
+    """Final managers/workers and what to add and remove, from the recorded cluster."""
+    p = module.params
+    managers = list(recorded.get("managers") or [])
+    workers = list(recorded.get("workers") or [])
+    unknown = [n for n in p["remove"] if n not in workers]
+    if unknown:
+        hint = " (managers are removed by lowering masters)" if any(n in managers for n in unknown) else ""
+        module.fail_json(msg="cannot remove %s: not workers of cluster %s (workers: %s)%s"
+                         % (", ".join(unknown), name, ", ".join(workers) or "none", hint))
+    kept = [n for n in workers if n not in p["remove"]]
+    removing_workers = list(p["remove"]) + [n for n in recorded.get("removing_workers") or [] if n not in workers]
+    if len(kept) > p["nodes"]:
+        removing_workers += kept[p["nodes"]:]
+        kept = kept[:p["nodes"]]
+    new_workers = next_names("%s-worker" % name, workers, p["nodes"] - len(kept))
+    removing_managers = managers[p["masters"]:] + [
+        n for n in recorded.get("removing_managers") or [] if n not in managers]
+    kept_managers = managers[:p["masters"]]
+    new_managers = next_names("%s-manager" % name, managers, p["masters"] - len(kept_managers))
+    return dict(
+        managers=kept_managers + new_managers,
+        workers=kept + new_workers,
+        adding=new_managers + new_workers,
+        removing_managers=removing_managers,
+        removing_workers=removing_workers,
+    )
+
+
+def fill_counts(module):
+    """Counts left out: the recorded ones when the cluster exists (less the named removals), else 1."""
+    p = module.params
+    if p["operation"] == "delete":
+        return
+    state_dir = p["state_dir"] or os.path.join(p["home"], "clusters", p["name"])
+    recorded = recorded_spec(state_dir) if NAME_RE.match(p["name"]) else {}
+    if p["masters"] is None:
+        p["masters"] = len(recorded.get("managers") or []) or 1
+    if p["nodes"] is None:
+        workers = recorded.get("workers")
+        p["nodes"] = max(0, len(workers) - len(p["remove"])) if workers is not None else 1
+
+
 def recorded_spec(state_dir):
     path = os.path.join(state_dir, "cluster.json")
     try:
@@ -242,8 +314,8 @@ def main():
         argument_spec=dict(
             name=dict(type="str", required=True),
             coe=dict(type="str", choices=["swarm"], default="swarm"),
-            masters=dict(type="int", default=1),
-            nodes=dict(type="int", default=1),
+            masters=dict(type="int"),
+            nodes=dict(type="int"),
             provider=dict(type="str", choices=["local"], default="local"),
             subnet=dict(type="str", default=""),
             image=dict(type="str", default="carina-host:bookworm-engine"),
@@ -252,10 +324,12 @@ def main():
             home=dict(type="path", default="~/.carina"),
             state_dir=dict(type="path"),
             operation=dict(type="str", choices=["create", "scale", "delete"], default="create"),
+            remove=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
     p = module.params
+    fill_counts(module)
     problems = check(module)
     if problems:
         module.fail_json(msg="cluster spec of %s is not valid: %s" % (p["name"], "; ".join(problems)),
@@ -281,6 +355,22 @@ def main():
                 "rax.carina.scale playbook, or delete the cluster first" % (name, ", ".join(changes))
             )
 
+    plan = dict(managers=["%s-manager-%d" % (name, i) for i in range(1, p["masters"] + 1)],
+                workers=["%s-worker-%d" % (name, i) for i in range(1, p["nodes"] + 1)],
+                adding=[], removing_managers=[], removing_workers=[])
+    if p["operation"] == "scale":
+        if not recorded:
+            module.fail_json(msg="cluster %s was not found (no %s); create it first"
+                             % (name, os.path.join(state_dir, "cluster.json")))
+        for key in ("coe", "provider"):
+            if recorded.get(key) not in (None, p[key]):
+                module.fail_json(msg="scale cannot change %s (%s -> %s); delete and create the cluster"
+                                 % (key, recorded.get(key), p[key]))
+        plan = plan_scale(module, name, recorded)
+    elif recorded.get("managers"):
+        # Converging an existing cluster: keep the host names it has (a scale may have renamed).
+        plan.update(managers=recorded["managers"], workers=recorded.get("workers", []))
+
     cluster = dict(
         name=name,
         coe=p["coe"],
@@ -294,16 +384,16 @@ def main():
         state_dir=state_dir,
         pki_dir=os.path.join(state_dir, "pki"),
         ssh_key=os.path.join(state_dir, "ssh", "id_ed25519"),
-        managers=["%s-manager-%d" % (name, i) for i in range(1, p["masters"] + 1)],
-        workers=["%s-worker-%d" % (name, i) for i in range(1, p["nodes"] + 1)],
         lb="%s-lb" % name,
         groups=dict(
             managers="%s_managers" % name.replace("-", "_"),
             workers="%s_workers" % name.replace("-", "_"),
             lb="%s_lb" % name.replace("-", "_"),
             nodes="%s_nodes" % name.replace("-", "_"),
+            removing="%s_removing" % name.replace("-", "_"),
         ),
         recorded=recorded,
+        **plan
     )
     module.exit_json(changed=False, cluster=cluster)
 
