@@ -1,0 +1,7 @@
+"""python -m carina"""
+
+import sys
+
+from carina.cli import main
+
+sys.exit(main())

@@ -1,0 +1,297 @@
+"""carina: create, list, use, scale and delete container clusters from the command line.
+
+A thin shell over carina.api: an action returns at once with the cluster *_IN_PROGRESS; --wait
+follows the run to its end (Ctrl-C detaches, the run goes on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from carina import __version__
+from carina.api import CarinaError, Client
+from carina.store import RUN_ACTIVE, Conflict, Run
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DETACHED = 0, 1, 2, 130
+
+
+def emit(args, data, text: str) -> None:
+    if args.output == "json":
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        print(text)
+
+
+def age(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def cluster_text(cluster, health=None) -> str:
+    lines = [
+        f"name:          {cluster.name}",
+        f"status:        {cluster.status}",
+        f"status_reason: {cluster.status_reason or '-'}",
+        f"coe:           {cluster.coe}",
+        f"provider:      {cluster.provider}",
+        f"masters:       {cluster.masters}",
+        f"nodes:         {cluster.nodes}",
+        f"endpoint:      {('tcp://' + cluster.endpoint + ':2376') if cluster.endpoint else '-'}",
+        f"subnet:        {cluster.subnet or '-'}",
+        f"last run:      {cluster.current_run or '-'}",
+    ]
+    if health is not None:
+        lines.append(f"health:        {health.status} ({health.reason})")
+    return "\n".join(lines)
+
+
+class Progress:
+    """Live view of a run: a bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, client: Client, run: Run, stream=None):
+        self.client = client
+        self.run = run
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.after = -1
+        self.tasks: list[str] = []
+        self.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0, "unreachable": 0}
+        self.expected = self._expected_tasks()
+        self.started = time.time()
+
+    def _expected_tasks(self) -> int:
+        """Task count of the last successful run of the same action, to size the bar."""
+        for run in reversed(self.client.runs()):
+            if run.action == self.run.action and run.status == "successful" and run.id != self.run.id:
+                starts = [e for e in self.client.events(run.id) if e["event"] == "playbook_on_task_start"]
+                return len({e["task"] for e in starts}) or 40
+        return 40
+
+    def poll(self) -> None:
+        for event in self.client.events(self.run.id, self.after):
+            self.after = event["counter"]
+            name = event["event"]
+            if name == "playbook_on_task_start" and event["task"] not in self.tasks:
+                self.tasks.append(event["task"])
+                if not self.tty:
+                    print(f"[{time.time() - self.started:6.1f}s] TASK {event['task']}", file=self.stream, flush=True)
+            elif name.startswith("runner_on_"):
+                kind = name.removeprefix("runner_on_")
+                if kind == "ok" and "changed: [" in event["stdout"]:
+                    kind = "changed"
+                if kind in self.counts:
+                    self.counts[kind] += 1
+        if self.tty:
+            done = min(len(self.tasks), self.expected)
+            width = 24
+            filled = int(width * done / max(self.expected, 1))
+            current = self.tasks[-1] if self.tasks else "starting"
+            line = (f"\r[{'#' * filled}{'-' * (width - filled)}] {time.time() - self.started:5.0f}s "
+                    f"ok={self.counts['ok']} changed={self.counts['changed']} failed={self.counts['failed']} "
+                    f"| {current}")
+            print(line[:160].ljust(160), end="", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=self.stream)
+
+
+def wait_for(client: Client, run: Run, args) -> int:
+    progress = Progress(client, run)
+    try:
+        while True:
+            progress.poll()
+            current = client.run(run.id)
+            if current.status not in RUN_ACTIVE:
+                progress.poll()
+                progress.close()
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"detached: run {run.id} goes on. Follow it with `carina logs {run.id} --follow`, "
+              f"stop it with `carina cancel {run.id}`.", file=sys.stderr)
+        return EXIT_DETACHED
+    try:
+        cluster = client.get(run.cluster)
+    except CarinaError:
+        cluster = None
+    if current.status != "successful":
+        print(f"carina: {run.action} of {run.cluster} {current.status}: {current.reason}", file=sys.stderr)
+        if args.output == "json":
+            emit(args, {"run": current.as_dict(), "cluster": cluster.as_dict() if cluster else None}, "")
+        return EXIT_FAILED
+    if cluster is None:
+        emit(args, {"run": current.as_dict(), "cluster": None}, f"{run.cluster} deleted")
+    else:
+        emit(args, {"run": current.as_dict(), "cluster": cluster.as_dict()}, cluster_text(cluster))
+    return EXIT_OK
+
+
+def started(client: Client, args, cluster, run) -> int:
+    if args.wait:
+        print(f"{cluster.name}: {cluster.status} (run {run.id})", file=sys.stderr)
+        return wait_for(client, run, args)
+    emit(args, {"cluster": cluster.as_dict(), "run": run.as_dict()},
+         f"{cluster.name}: {cluster.status} (run {run.id}); `carina get {cluster.name}` shows its status")
+    return EXIT_OK
+
+
+def cmd_create(client: Client, args) -> int:
+    cluster, run = client.create(args.name, coe=args.coe, masters=args.masters, nodes=args.nodes,
+                                 provider=args.provider, subnet=args.subnet or "", extra_sans=args.extra_san)
+    return started(client, args, cluster, run)
+
+
+def cmd_ls(client: Client, args) -> int:
+    clusters = client.list()
+    rows = [f"{'NAME':<20} {'COE':<7} {'MASTERS':>7} {'NODES':>5} {'STATUS':<20} ENDPOINT"]
+    rows += [f"{c.name:<20} {c.coe:<7} {c.masters:>7} {c.nodes:>5} {c.status:<20} "
+             f"{('tcp://' + c.endpoint + ':2376') if c.endpoint else '-'}" for c in clusters]
+    emit(args, [c.as_dict() for c in clusters], "\n".join(rows))
+    return EXIT_OK
+
+
+def cmd_get(client: Client, args) -> int:
+    cluster = client.get(args.name)
+    health = client.health(args.name)
+    data = cluster.as_dict() | {"health": health.status, "health_reason": health.reason}
+    emit(args, data, cluster_text(cluster, health))
+    return EXIT_OK
+
+
+def cmd_credentials(client: Client, args) -> int:
+    path = client.credentials(args.name, Path(args.path or args.name))
+    emit(args, {"path": str(path)}, f"credentials of {args.name} in {path}; source {path}/docker.env")
+    return EXIT_OK
+
+
+def cmd_env(client: Client, args) -> int:
+    sys.stdout.write(client.env(args.name, args.shell))
+    return EXIT_OK
+
+
+def cmd_grow(client: Client, args) -> int:
+    cluster, run = client.grow(args.name, args.by)
+    return started(client, args, cluster, run)
+
+
+def cmd_resize(client: Client, args) -> int:
+    if args.nodes is None and args.masters is None and not args.remove:
+        raise CarinaError("resize needs --nodes, --masters or --remove")
+    cluster, run = client.resize(args.name, nodes=args.nodes, masters=args.masters, remove=args.remove)
+    return started(client, args, cluster, run)
+
+
+def cmd_rm(client: Client, args) -> int:
+    cluster, run = client.delete(args.name)
+    return started(client, args, cluster, run)
+
+
+def cmd_runs(client: Client, args) -> int:
+    runs = client.runs(args.name)
+    rows = [f"{'RUN':<13} {'ACTION':<7} {'STATUS':<11} {'STARTED':<20} {'SECONDS':>7} REASON"]
+    for run in runs:
+        seconds = f"{(run.finished_at or time.time()) - run.started_at:7.1f}"
+        rows.append(f"{run.id:<13} {run.action:<7} {run.status:<11} {age(run.started_at):<20} {seconds} "
+                    f"{run.reason[:80]}")
+    emit(args, [r.as_dict() for r in runs], "\n".join(rows))
+    return EXIT_OK
+
+
+def cmd_logs(client: Client, args) -> int:
+    run = client.run(args.run)
+    after = -1
+    while True:
+        for event in client.events(run.id, after):
+            after = event["counter"]
+            if args.output == "json":
+                print(json.dumps(event, default=str), flush=True)
+            elif event["stdout"]:
+                print(event["stdout"], flush=True)
+        run = client.run(run.id)
+        if not args.follow or run.status not in RUN_ACTIVE:
+            break
+        time.sleep(0.5)
+    if args.output != "json":
+        print(f"-- run {run.id} ({run.action} {run.cluster}): {run.status}{': ' + run.reason if run.reason else ''}")
+    return EXIT_OK if run.status in ("successful", *RUN_ACTIVE) else EXIT_FAILED
+
+
+def cmd_cancel(client: Client, args) -> int:
+    run = client.cancel(args.run)
+    emit(args, run.as_dict(), f"run {run.id}: {run.status}")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="carina", description="Instant-on container clusters.")
+    top.add_argument("--version", action="version", version=f"carina {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--output", "-o", choices=["table", "json"], default="table", help="output format")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_text):
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("create", cmd_create, "create a cluster (returns at once; --wait follows it)")
+    p.add_argument("name")
+    p.add_argument("--coe", default="swarm", help="container orchestration engine (swarm)")
+    p.add_argument("--masters", type=int, default=1, help="managers: odd, 1 to 7 (default 1)")
+    p.add_argument("--nodes", type=int, default=1, help="workers (default 1)")
+    p.add_argument("--provider", default="local", help="where hosts come from (local)")
+    p.add_argument("--subnet", help="network of the cluster (default: a free /24 of 198.18.0.0/16)")
+    p.add_argument("--extra-san", action="append", default=[], help="more names/addresses in manager certificates")
+    p.add_argument("--wait", action="store_true", help="follow the run to its end")
+    add("ls", cmd_ls, "list clusters")
+    p = add("get", cmd_get, "show a cluster: status, reason, endpoint, counts, health")
+    p.add_argument("name")
+    p = add("credentials", cmd_credentials, "copy a cluster's credentials bundle into a folder")
+    p.add_argument("name")
+    p.add_argument("--path", help="folder (default ./NAME)")
+    p = add("env", cmd_env, "print what to eval to point docker at a cluster")
+    p.add_argument("name")
+    p.add_argument("--shell", default="bash", choices=["bash", "sh", "zsh", "fish", "powershell", "cmd"])
+    p = add("grow", cmd_grow, "add workers")
+    p.add_argument("name")
+    p.add_argument("--by", type=int, required=True, help="number of workers to add")
+    p.add_argument("--wait", action="store_true", help="follow the run to its end")
+    p = add("resize", cmd_resize, "set the number of workers (and managers); removed workers are drained first")
+    p.add_argument("name")
+    p.add_argument("--nodes", type=int, help="workers wanted")
+    p.add_argument("--masters", type=int, help="managers wanted (odd)")
+    p.add_argument("--remove", action="append", default=[], metavar="NODE", help="worker to remove first (by name)")
+    p.add_argument("--wait", action="store_true", help="follow the run to its end")
+    p = add("rm", cmd_rm, "delete a cluster")
+    p.add_argument("name")
+    p.add_argument("--wait", action="store_true", help="follow the run to its end")
+    p = add("runs", cmd_runs, "list the runs of a cluster")
+    p.add_argument("name", nargs="?")
+    p = add("logs", cmd_logs, "print the events of a run")
+    p.add_argument("run")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
+    p = add("cancel", cmd_cancel, "stop a run")
+    p.add_argument("run")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(Client(), args)
+    except (CarinaError, Conflict) as exc:
+        print(f"carina: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_DETACHED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

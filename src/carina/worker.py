@@ -1,0 +1,171 @@
+"""The detached process that runs one playbook through ansible-runner and records the outcome.
+
+Started by carina.api as `python -m carina.worker RUN_ID` in a session of its own, so that it
+outlives the command that started it. It stores every event, moves the cluster to *_COMPLETE or
+*_FAILED (with the failing task, host and message as the reason), scrubs the run's artifacts of
+the environment, and stops any SSH control master the run left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import ansible_runner
+
+from carina import paths
+from carina.store import Store
+
+# Environment variable names whose values never reach the artifacts.
+SECRET_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "KEY", "CREDENTIAL", "AUTH")
+
+
+class Recorder:
+    """event_handler for ansible-runner: keeps every event and the first real failure."""
+
+    def __init__(self, store: Store, run_id: str):
+        self.store = store
+        self.run_id = run_id
+        self.failure: dict | None = None
+
+    def __call__(self, event: dict) -> bool:
+        data = event.get("event_data") or {}
+        name = event.get("event", "")
+        self.store.add_event(self.run_id, counter=int(event.get("counter", 0)), event=name,
+                             task=str(data.get("task", "")), host=str(data.get("host", "")),
+                             stdout=str(event.get("stdout", ""))[:8000])
+        if name in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            res = data.get("res") or {}
+            msg = res.get("msg") or res.get("stderr") or "failed"
+            if self.failure is None:
+                self.failure = {"task": data.get("task", ""), "host": data.get("host", ""), "msg": str(msg)[:1000],
+                                "unreachable": name == "runner_on_unreachable"}
+        return True
+
+    def reason(self) -> str:
+        if not self.failure:
+            return ""
+        what = "unreachable" if self.failure["unreachable"] else "failed"
+        return f"task '{self.failure['task']}' {what} on {self.failure['host']}: {self.failure['msg']}"
+
+
+def scrub_artifacts(data_dir: Path) -> None:
+    """ansible-runner records the whole environment in artifacts/*/command and env/: keep names only."""
+    for command in data_dir.glob("artifacts/*/command"):
+        try:
+            record = json.loads(command.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record.get("env"), dict):
+            record["env"] = sorted(record["env"])
+        command.write_text(json.dumps(record))
+        command.chmod(0o600)
+    for env_file in (data_dir / "env").glob("envvars"):
+        lines = []
+        for line in env_file.read_text().splitlines():
+            key = line.split(":", 1)[0].upper()
+            if any(marker in key for marker in SECRET_MARKERS):
+                continue
+            lines.append(line)
+        env_file.write_text("\n".join(lines) + "\n")
+
+
+def stop_leftovers(data_dir: Path) -> None:
+    """Stop SSH control masters whose control path lives in this run's folder (they outlive ansible)."""
+    marker = str(data_dir)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and cmdline.startswith("ssh"):
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGTERM)
+
+
+def finish(store: Store, run_id: str, status: str, rc: int | None, reason: str) -> None:
+    run = store.get_run(run_id)
+    assert run is not None
+    store.update_run(run_id, status=status, rc=rc, reason=reason, finished_at=time.time())
+    cluster = store.get_cluster(run.cluster)
+    if cluster is None or cluster.current_run != run_id:
+        return
+    state = paths.state_dir(store.home, run.cluster)
+    record = {}
+    with contextlib.suppress(OSError, ValueError):
+        record = json.loads((state / "cluster.json").read_text())
+    prefix = {"create": "CREATE", "delete": "DELETE"}.get(run.action, "UPDATE")
+    if status == "successful":
+        if run.action == "delete":
+            store.delete_cluster(run.cluster)
+            return
+        store.update_cluster(
+            run.cluster, status=f"{prefix}_COMPLETE", status_reason="",
+            masters=int(record.get("masters", cluster.masters)), nodes=int(record.get("nodes", cluster.nodes)),
+            endpoint=record.get("endpoint", cluster.endpoint), subnet=record.get("subnet", cluster.subnet),
+        )
+    else:
+        store.update_cluster(
+            run.cluster, status=f"{prefix}_FAILED", status_reason=reason,
+            endpoint=record.get("endpoint", cluster.endpoint), subnet=record.get("subnet", cluster.subnet),
+        )
+
+
+def main(argv: list[str]) -> int:
+    run_id = argv[1]
+    store = Store(paths.home())
+    run = store.get_run(run_id)
+    if run is None:
+        print(f"no run {run_id}", file=sys.stderr)
+        return 2
+    params = json.loads(run.params)
+    data_dir = Path(run.data_dir)
+    cancelled = {"flag": False}
+
+    def on_term(_signum, _frame):
+        cancelled["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    store.update_run(run_id, status="running")
+    recorder = Recorder(store, run_id)
+    status, rc, reason = "failed", None, ""
+    try:
+        result = ansible_runner.run(
+            private_data_dir=str(data_dir),
+            ident="run",
+            playbook=params["playbook"],
+            extravars=params["extravars"],
+            envvars=params["envvars"],
+            event_handler=recorder,
+            cancel_callback=lambda: cancelled["flag"],
+            quiet=True,
+            timeout=params.get("timeout", 3600),
+        )
+        status, rc = result.status, result.rc
+        if status == "successful":
+            reason = ""
+        elif status == "canceled":
+            reason = f"canceled (run {run_id})"
+        elif status == "timeout":
+            reason = f"timed out after {params.get('timeout', 3600)}s (run {run_id})"
+        else:
+            reason = recorder.reason() or f"ansible-playbook ended with rc={rc}; see `carina logs {run_id}`"
+    except Exception as exc:  # the run must end with a status whatever happened
+        reason = f"the run could not start: {exc}"
+    finally:
+        scrub_artifacts(data_dir)
+        stop_leftovers(data_dir)
+        finish(store, run_id, status, rc, reason)
+    return 0 if status == "successful" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
