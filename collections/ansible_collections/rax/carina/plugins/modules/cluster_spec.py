@@ -288,6 +288,7 @@ def fill_counts(module):
     """Counts left out: the recorded ones when the cluster exists (less the named removals), else 1."""
     p = module.params
     if p["operation"] == "delete":
+        p["masters"], p["nodes"] = p["masters"] or 1, p["nodes"] or 0
         return
     state_dir = p["state_dir"] or os.path.join(p["home"], "clusters", p["name"])
     recorded = recorded_spec(state_dir) if NAME_RE.match(p["name"]) else {}

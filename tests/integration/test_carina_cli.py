@@ -1,0 +1,214 @@
+"""The carina command, as users and wrappers drive it: asynchronous runs over ansible-runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import owned_objects
+
+SUBNET = "198.18.241.0/24"
+
+
+def carina(home: Path, *args: str, timeout: int = 900, check: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(["carina", *args], env=os.environ | {"CARINA_HOME": str(home)}, capture_output=True,
+                          text=True, timeout=timeout, check=check)
+
+
+def get(home: Path, name: str) -> dict:
+    proc = carina(home, "get", name, "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def wait_status(home: Path, name: str, timeout: float = 300) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        data = get(home, name)
+        if not data["status"].endswith("_IN_PROGRESS"):
+            return data
+        time.sleep(1)
+    raise AssertionError(f"{name} still in progress after {timeout}s")
+
+
+def shell(home: Path, script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", script], env=os.environ | {"CARINA_HOME": str(home)}, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("carina-cli")
+    yield home
+    for name in ("c1", "cfail", "ckill", "crace", "ccancel"):
+        if carina(home, "get", name).returncode == 0:
+            carina(home, "rm", name, "--wait")
+        subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={name}",
+                        "-e", f"carina_home={home}"], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                       check=False)
+
+
+@pytest.fixture(scope="module")
+def c1(home):
+    started = time.time()
+    proc = carina(home, "create", "c1", "--masters", "3", "--nodes", "1", "--subnet", SUBNET)
+    elapsed = time.time() - started
+    assert proc.returncode == 0, proc.stderr
+    assert "c1: CREATE_IN_PROGRESS" in proc.stdout
+    assert elapsed < 5, f"create took {elapsed:.1f}s to answer"
+    assert get(home, "c1")["status"] == "CREATE_IN_PROGRESS"
+    data = wait_status(home, "c1")
+    assert data["status"] == "CREATE_COMPLETE", data
+    return data
+
+
+def test_create_is_asynchronous_and_completes(home, c1):
+    assert c1["masters"] == 3 and c1["nodes"] == 1
+    assert c1["health"] == "HEALTHY", c1
+    ls = carina(home, "ls")
+    row = r"^c1\s+swarm\s+3\s+1\s+CREATE_COMPLETE\s+tcp://198\.18\.241\.\d+:2376$"
+    assert re.search(row, ls.stdout, re.M), ls.stdout
+
+
+def test_env_points_docker_at_the_cluster(home, c1):
+    proc = shell(home, 'eval "$(carina env c1)" && docker node ls --format "{{.Hostname}} {{.Status}}" '
+                       '&& echo "$CARINA_CLUSTER_NAME"')
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert sorted(lines[:4]) == ["c1-manager-1 Ready", "c1-manager-2 Ready", "c1-manager-3 Ready", "c1-worker-1 Ready"]
+    assert lines[4] == "c1"
+    fish = carina(home, "env", "c1", "--shell", "fish").stdout
+    assert "set -gx DOCKER_TLS_VERIFY '1'" in fish
+
+
+def test_credentials_copy(home, c1, tmp_path):
+    proc = carina(home, "credentials", "c1", "--path", str(tmp_path / "bundle"))
+    assert proc.returncode == 0, proc.stderr
+    bundle = tmp_path / "bundle"
+    assert (bundle / "key.pem").stat().st_mode & 0o777 == 0o600
+    proc = shell(home, f". {bundle}/docker.env && docker info --format '{{{{.Swarm.Nodes}}}}'")
+    assert proc.stdout.strip() == "4", proc.stderr
+
+
+def test_grow_then_resize_to_zero_drains_first(home, c1):
+    proc = carina(home, "grow", "c1", "--by", "1", "--wait")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = get(home, "c1")
+    assert (data["status"], data["masters"], data["nodes"]) == ("UPDATE_COMPLETE", 3, 2)
+    nodes = shell(home, 'eval "$(carina env c1)" && docker node ls -q | wc -l').stdout.strip()
+    assert nodes == "5"
+
+    proc = carina(home, "resize", "c1", "--nodes", "0", "--wait")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = get(home, "c1")
+    assert (data["status"], data["nodes"]) == ("UPDATE_COMPLETE", 0)
+    listing = shell(home, 'eval "$(carina env c1)" && docker node ls --format "{{.Hostname}}"').stdout.split()
+    assert sorted(listing) == ["c1-manager-1", "c1-manager-2", "c1-manager-3"]
+    assert sorted(owned_objects("c1")["containers"]) == ["c1-lb", "c1-manager-1", "c1-manager-2", "c1-manager-3"]
+    # The workers were drained before they were removed from the swarm.
+    run_id = json.loads(carina(home, "runs", "c1", "-o", "json").stdout)[-1]["id"]
+    events = [json.loads(line) for line in carina(home, "logs", run_id, "-o", "json").stdout.splitlines()]
+    tasks = [e["task"] for e in events if e["event"] == "playbook_on_task_start"]
+    drain = tasks.index("Drain the nodes that go away, so that their tasks move elsewhere")
+    remove = tasks.index("Remove the nodes from the swarm")
+    assert drain < remove
+    drained = {e["stdout"] for e in events if e["task"].startswith("Drain") and e["event"] == "runner_item_on_ok"}
+    assert any("c1-worker-1" in line for line in drained) and any("c1-worker-2" in line for line in drained), drained
+
+
+def test_failed_create_names_the_task_and_rm_cleans_it(home):
+    proc = carina(home, "create", "cfail", "--subnet", "198.18.242.0/30", "--wait")
+    assert proc.returncode == 1
+    data = get(home, "cfail")
+    assert data["status"] == "CREATE_FAILED"
+    assert "task 'Check the cluster spec before anything is made' failed on localhost" in data["status_reason"]
+    assert "has room for" in data["status_reason"]
+    assert proc.stderr.strip().splitlines()[-1].startswith("carina: create of cfail failed: task ")
+    proc = carina(home, "rm", "cfail", "--wait")
+    assert proc.returncode == 0, proc.stderr
+    assert carina(home, "get", "cfail").returncode == 1
+    assert owned_objects("cfail") == {"containers": [], "volumes": [], "networks": []}
+
+
+def test_two_concurrent_creates_yield_one_cluster(home):
+    procs = [subprocess.Popen(["carina", "create", "crace", "--nodes", "0", "--subnet", "198.18.243.0/24"],
+                              env=os.environ | {"CARINA_HOME": str(home)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 1], outs
+    refused = next(err for (out, err), p in zip(outs, procs, strict=True) if p.returncode == 1)
+    assert "cluster crace already exists (CREATE_IN_PROGRESS)" in refused
+    runs = json.loads(carina(home, "runs", "crace", "-o", "json").stdout)
+    assert len(runs) == 1
+    assert wait_status(home, "crace")["status"] == "CREATE_COMPLETE"
+    assert carina(home, "rm", "crace", "--wait").returncode == 0
+
+
+def test_a_killed_worker_is_detected(home):
+    proc = carina(home, "create", "ckill", "--nodes", "0", "--subnet", "198.18.244.0/24", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout)["run"]
+    time.sleep(3)
+    os.killpg(run["pid"], signal.SIGKILL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        data = get(home, "ckill")
+        if data["status"] != "CREATE_IN_PROGRESS":
+            break
+        time.sleep(0.5)
+    assert data["status"] == "CREATE_FAILED", data
+    assert f"run {run['id']} stopped without a result" in data["status_reason"]
+    # A failed create can be cleaned.
+    assert carina(home, "rm", "ckill", "--wait").returncode == 0
+    assert owned_objects("ckill") == {"containers": [], "volumes": [], "networks": []}
+
+
+def test_cancel_stops_the_run_and_leaves_no_process(home):
+    proc = carina(home, "create", "ccancel", "--nodes", "0", "--subnet", "198.18.245.0/24", "-o", "json")
+    run = json.loads(proc.stdout)["run"]
+    time.sleep(4)
+    proc = carina(home, "cancel", run["id"])
+    assert proc.returncode == 0, proc.stderr
+    data = get(home, "ccancel")
+    assert data["status"] == "CREATE_FAILED"
+    assert data["status_reason"] == f"canceled (run {run['id']})"
+    time.sleep(1)
+    leftovers = subprocess.run(["pgrep", "-af", run["id"]], capture_output=True, text=True, check=False).stdout
+    assert leftovers.strip() == "", leftovers
+    assert carina(home, "rm", "ccancel", "--wait").returncode == 0
+
+
+def test_no_private_key_outside_key_files(home, c1):
+    keys = []
+    for path in home.rglob("*"):
+        if path.is_file() and "PRIVATE KEY" in path.read_text(errors="replace"):
+            keys.append(path)
+            assert path.stat().st_mode & 0o777 == 0o600, path
+    assert keys, "expected the clusters' key files"
+    bodies = {line: k for k in keys for line in k.read_text().splitlines() if len(line) >= 40 and "-----" not in line}
+    # A key file also holds its public key, which certificates carry too: such lines are public.
+    public = "\n".join(p.read_text() for p in [*home.rglob("*.pem"), *home.rglob("*.pub")] if p not in keys)
+    bodies = {line: k for line, k in bodies.items() if line not in public}
+    assert bodies
+    offenders = []
+    for path in home.rglob("*"):
+        if not path.is_file() or path in keys:
+            continue
+        data = path.read_bytes().decode(errors="replace")
+        if "PRIVATE KEY" in data:
+            offenders.append(f"{path}: PRIVATE KEY")
+        offenders += [f"{path}: a line of {key}" for body, key in bodies.items() if body in data]
+    assert not offenders, offenders
+    # The recorded commands keep the names of the environment, not its values.
+    commands = list(home.glob("runs/*/artifacts/*/command"))
+    assert commands
+    for command in commands:
+        assert isinstance(json.loads(command.read_text())["env"], list)
