@@ -7,6 +7,7 @@ same containers and swarm with `docker swarm init/join`, no TLS, no load balance
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
@@ -15,9 +16,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "collections"))
-
-from ansible_collections.rax.carina.plugins.module_utils import pki  # noqa: E402
 
 NAME = "bench"
 SUBNET = "198.18.231.0/24"
@@ -53,6 +51,8 @@ def task_counts(output: str) -> tuple[int, int]:
 
 
 def certs_for(nodes: int) -> float:
+    sys.path.insert(0, str(ROOT / "collections"))
+    pki = importlib.import_module("ansible_collections.rax.carina.plugins.module_utils.pki")
     with tempfile.TemporaryDirectory() as tmp:
         params = {
             "path": str(Path(tmp) / "pki"), "cluster_name": "bench", "state": "present", "key_type": "ecdsa",
