@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import time
@@ -47,7 +50,7 @@ def shell(home: Path, script: str) -> subprocess.CompletedProcess:
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("carina-cli")
     yield home
-    for name in ("c1", "cfail", "ckill", "crace", "ccancel"):
+    for name in ("c1", "cfail", "ckill", "crace", "ccancel", "cpty"):
         if carina(home, "get", name).returncode == 0:
             carina(home, "rm", name, "--wait")
         subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={name}",
@@ -184,6 +187,32 @@ def test_cancel_stops_the_run_and_leaves_no_process(home):
     leftovers = subprocess.run(["pgrep", "-af", run["id"]], capture_output=True, text=True, check=False).stdout
     assert leftovers.strip() == "", leftovers
     assert carina(home, "rm", "ccancel", "--wait").returncode == 0
+
+
+def test_wait_on_a_terminal_shows_a_bar_and_ctrl_c_detaches(home):
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(["carina", "create", "cpty", "--nodes", "0", "--subnet", "198.18.246.0/24", "--wait"],
+                            env=os.environ | {"CARINA_HOME": str(home)}, stdin=secondary, stdout=secondary,
+                            stderr=secondary)
+    os.close(secondary)
+    seen = b""
+    deadline = time.time() + 8
+    while time.time() < deadline:
+        ready, _, _ = select.select([primary], [], [], 0.5)
+        if ready:
+            seen += os.read(primary, 65536)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    with contextlib.suppress(OSError):
+        while select.select([primary], [], [], 0.5)[0]:
+            seen += os.read(primary, 65536)
+    os.close(primary)
+    text = seen.decode(errors="replace")
+    assert re.search(r"\[#*-*\] +\d+s ok=\d+ changed=\d+ failed=\d+ \|", text), text[-2000:]
+    assert "detached: run" in text and "carina logs" in text
+    # The run went on without the command that started it.
+    assert wait_status(home, "cpty")["status"] == "CREATE_COMPLETE"
+    assert carina(home, "rm", "cpty", "--wait").returncode == 0
 
 
 def test_no_private_key_outside_key_files(home, c1):
