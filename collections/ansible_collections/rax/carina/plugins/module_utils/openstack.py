@@ -1,0 +1,122 @@
+# Copyright (c) 2026, rax.carina developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Connection handling the OpenStack modules of rax.carina share (same options as openstack.cloud)."""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    import openstack
+    from openstack import exceptions as os_exc
+
+    HAS_SDK = True
+    SDK_IMPORT_ERROR = None
+except ImportError:
+    HAS_SDK = False
+    SDK_IMPORT_ERROR = traceback.format_exc()
+
+# Metadata keys every cloud object of a cluster carries, so that delete finds them from the cloud.
+META_CLUSTER = "carina_cluster"
+META_ROLE = "carina_role"
+
+
+def openstack_argument_spec(**extra):
+    spec = dict(
+        cloud=dict(type="raw"),
+        auth=dict(type="dict", no_log=True),
+        auth_type=dict(type="str"),
+        region_name=dict(type="str"),
+        interface=dict(type="str", default="public", choices=["admin", "internal", "public"],
+                       aliases=["endpoint_type"]),
+        validate_certs=dict(type="bool", aliases=["verify"]),
+        ca_cert=dict(type="str", aliases=["cacert"]),
+        client_cert=dict(type="str", aliases=["cert"]),
+        client_key=dict(type="str", no_log=True, aliases=["key"]),
+        api_timeout=dict(type="int"),
+        wait=dict(type="bool", default=True),
+        timeout=dict(type="int", default=600),
+    )
+    spec.update(extra)
+    return spec
+
+
+class CarinaOpenStackModule:
+    """Base of the OpenStack modules: builds the AnsibleModule, connects, turns SDK errors into fail_json."""
+
+    def __init__(self, argument_spec, **module_kwargs):
+        self.ansible = AnsibleModule(argument_spec=openstack_argument_spec(**argument_spec),
+                                     supports_check_mode=True, **module_kwargs)
+        self.params = self.ansible.params
+        self.check_mode = self.ansible.check_mode
+        self.result = {"changed": False}
+        if not HAS_SDK:
+            self.ansible.fail_json(msg=missing_required_lib("openstacksdk"), exception=SDK_IMPORT_ERROR)
+        self.conn = None
+
+    def connect(self, conn=None):
+        """Connect (or use the connection given, for tests); fail with what to check."""
+        if conn is not None:
+            self.conn = conn
+            return conn
+        p = self.params
+        cloud = p["cloud"]
+        try:
+            if isinstance(cloud, dict):
+                self.conn = openstack.connect(**cloud)
+            else:
+                self.conn = openstack.connect(
+                    cloud=cloud, auth_type=p["auth_type"], auth=p["auth"], region_name=p["region_name"],
+                    verify=p["validate_certs"], cacert=p["ca_cert"], cert=p["client_cert"], key=p["client_key"],
+                    api_timeout=p["api_timeout"], interface=p["interface"],
+                )
+            self.conn.authorize()
+        except os_exc.SDKException as exc:
+            self.fail("cannot authenticate to the cloud %s: %s; check the cloud name, auth_url, user, password "
+                      "and project" % (cloud if isinstance(cloud, str) else "", exc))
+        return self.conn
+
+    def fail(self, msg, **extra):
+        self.ansible.fail_json(msg=msg, **dict(self.result, **extra))
+
+    def exit(self, **extra):
+        self.ansible.exit_json(**dict(self.result, **extra))
+
+    def wait_for(self, what, probe, timeout=None, delay=1.0):
+        """Call probe() until it returns something true; fail with `what` after the timeout."""
+        deadline = time.time() + (timeout or self.params["timeout"])
+        while True:
+            value = probe()
+            if value:
+                return value
+            if time.time() > deadline:
+                self.fail("timed out after %ss waiting for %s" % (timeout or self.params["timeout"], what))
+            time.sleep(delay)
+
+    def run(self):
+        raise NotImplementedError
+
+    def __call__(self):
+        try:
+            self.run()
+        except os_exc.SDKException as exc:
+            self.fail(describe_sdk_error(exc), exception=traceback.format_exc())
+        self.exit()
+
+
+def describe_sdk_error(exc):
+    """A one-line message from an SDK exception: the API's own message and what was asked."""
+    details = getattr(exc, "details", None) or ""
+    url = getattr(exc, "url", None) or ""
+    status = getattr(exc, "status_code", None)
+    parts = [str(getattr(exc, "message", None) or exc)]
+    if details and details not in parts[0]:
+        parts.append(str(details))
+    if status or url:
+        parts.append("(HTTP %s %s)" % (status or "", url))
+    return " ".join(p for p in parts if p)
