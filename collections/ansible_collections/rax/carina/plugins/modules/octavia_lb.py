@@ -1,0 +1,365 @@
+#!/usr/bin/python
+# Copyright (c) 2026, rax.carina developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: octavia_lb
+short_description: The Octavia load balancer in front of a cluster's masters
+version_added: 0.1.0
+description:
+  - Keeps one Octavia load balancer per cluster (C(carina-<cluster>)) with, per API port in
+    O(listeners), a listener, a pool and a health monitor, and the pool members kept equal to
+    O(members) on every run (so scaling the masters updates the load balancer).
+  - Waits out C(PENDING_*) states after every write and retries the 409 answers Octavia gives
+    while the load balancer is immutable.
+  - Optionally puts a floating IP on the VIP.
+  - With O(state=absent), deletes the load balancer with everything under it (cascade) and its
+    floating IP.
+author:
+  - rax.carina developers (@rax-carina)
+extends_documentation_fragment:
+  - rax.carina.openstack
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would be created, changed or deleted; only reads the cloud.
+  diff_mode:
+    support: none
+    description: No diff.
+  idempotent:
+    support: full
+    description: A second run with the same members changes nothing.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller.
+options:
+  cluster:
+    description: Name of the cluster.
+    type: str
+    required: true
+  name:
+    description: Name of the load balancer. Defaults to C(carina-<cluster>).
+    type: str
+  state:
+    description: V(present) or V(absent).
+    type: str
+    choices: [present, absent]
+    default: present
+  vip_subnet:
+    description: Subnet (name or id) of the VIP. Required to create the load balancer.
+    type: str
+  provider:
+    description: Octavia provider (for example V(amphora) or V(ovn)); the cloud's default when omitted.
+    type: str
+  listeners:
+    description: API ports to balance.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      port:
+        description: Port of the listener.
+        type: int
+        required: true
+      member_port:
+        description: Port on the members. Defaults to O(listeners[].port).
+        type: int
+      protocol:
+        description: Listener and pool protocol (TCP passes TLS through to the members).
+        type: str
+        choices: [TCP, HTTP, HTTPS, UDP]
+        default: TCP
+      lb_algorithm:
+        description: Pool algorithm.
+        type: str
+        choices: [ROUND_ROBIN, LEAST_CONNECTIONS, SOURCE_IP]
+        default: ROUND_ROBIN
+      monitor_type:
+        description: Health monitor type.
+        type: str
+        choices: [TCP, HTTP, HTTPS, TLS-HELLO, PING]
+        default: TCP
+      monitor_url_path:
+        description: Path of HTTP(S) health checks.
+        type: str
+        default: /
+  members:
+    description: The masters behind every listener.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Member name (the host name).
+        type: str
+        required: true
+      address:
+        description: Member address.
+        type: str
+        required: true
+  floating_ip:
+    description: Put a floating IP from O(external_network) on the VIP.
+    type: bool
+    default: false
+  external_network:
+    description: Network to take the floating IP from.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Masters of demo behind Octavia on the Docker TLS port
+  rax.carina.octavia_lb:
+    cloud: devstack
+    cluster: demo
+    vip_subnet: private-subnet
+    listeners:
+      - {port: 2376, monitor_type: TCP}
+    members: "{{ managers.hosts | community.general.json_query('[].{name: name, address: address}') }}"
+"""
+
+RETURN = r"""
+load_balancer:
+  description: The load balancer after the run.
+  returned: when state is present
+  type: dict
+  contains:
+    id:
+      description: Its id (empty in check mode when it would be created).
+      type: str
+    vip_address:
+      description: The VIP.
+      type: str
+      sample: 198.18.100.5
+    floating_ip:
+      description: Floating IP on the VIP, if any.
+      type: str
+    provisioning_status:
+      description: Octavia's provisioning status.
+      type: str
+      sample: ACTIVE
+members:
+  description: Member addresses of each listener port after the run.
+  returned: when state is present
+  type: dict
+  sample: {"2376": ["198.18.100.11", "198.18.100.12"]}
+actions:
+  description: What was done (or would be in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import time
+
+from ansible_collections.rax.carina.plugins.module_utils.openstack import CarinaOpenStackModule, os_exc
+
+ARGUMENT_SPEC = dict(
+    cluster=dict(type="str", required=True),
+    name=dict(type="str"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    vip_subnet=dict(type="str"),
+    provider=dict(type="str"),
+    listeners=dict(type="list", elements="dict", default=[], options=dict(
+        port=dict(type="int", required=True),
+        member_port=dict(type="int"),
+        protocol=dict(type="str", choices=["TCP", "HTTP", "HTTPS", "UDP"], default="TCP"),
+        lb_algorithm=dict(type="str", choices=["ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP"],
+                          default="ROUND_ROBIN"),
+        monitor_type=dict(type="str", choices=["TCP", "HTTP", "HTTPS", "TLS-HELLO", "PING"], default="TCP"),
+        monitor_url_path=dict(type="str", default="/"),
+    )),
+    members=dict(type="list", elements="dict", default=[], options=dict(
+        name=dict(type="str", required=True),
+        address=dict(type="str", required=True),
+    )),
+    floating_ip=dict(type="bool", default=False),
+    external_network=dict(type="str"),
+)
+MODULE_KWARGS = dict(required_if=[("floating_ip", True, ["external_network"])])
+
+
+class OctaviaLB(CarinaOpenStackModule):
+    def __init__(self):
+        super().__init__(ARGUMENT_SPEC, **MODULE_KWARGS)
+        self.name = self.params["name"] or "carina-%s" % self.params["cluster"]
+        self.result.update(actions=[])
+        self.lb = None
+
+    # -- Octavia's immutability -------------------------------------------------------------
+    def wait_active(self):
+        def probe():
+            lb = self.conn.load_balancer.get_load_balancer(self.lb.id)
+            if lb.provisioning_status == "ERROR":
+                self.fail("load balancer %s went to ERROR" % self.name)
+            return lb if lb.provisioning_status == "ACTIVE" else None
+
+        self.lb = self.wait_for("load balancer %s to be ACTIVE" % self.name, probe, delay=0.5)
+        return self.lb
+
+    def write(self, what, call, *args, **kwargs):
+        """One change: retried while Octavia answers 409 (immutable), then wait for ACTIVE again."""
+        self.result["changed"] = True
+        self.result["actions"].append(what)
+        if self.check_mode:
+            return None
+        deadline = time.time() + self.params["timeout"]
+        while True:
+            try:
+                value = call(*args, **kwargs)
+                break
+            except os_exc.ConflictException:
+                if time.time() > deadline:
+                    raise
+                time.sleep(1)
+                self.wait_active()
+        if self.lb is not None and self.lb.id:
+            self.wait_active()
+        return value
+
+    # -- present ----------------------------------------------------------------------------
+    def ensure_lb(self):
+        lb = self.conn.load_balancer.find_load_balancer(self.name, ignore_missing=True)
+        if lb is not None:
+            self.lb = lb
+            if lb.provisioning_status.startswith("PENDING"):
+                self.wait_active()
+            return
+        subnet_name = self.params["vip_subnet"]
+        if not subnet_name:
+            self.fail("vip_subnet is required to create load balancer %s" % self.name)
+        subnet = self.conn.network.find_subnet(subnet_name, ignore_missing=True)
+        if subnet is None:
+            self.fail("subnet %s not found for the VIP of %s" % (subnet_name, self.name))
+        kwargs = dict(name=self.name, vip_subnet_id=subnet.id,
+                      description="carina cluster %s" % self.params["cluster"])
+        if self.params["provider"]:
+            kwargs["provider"] = self.params["provider"]
+        self.lb = self.write("create load balancer %s" % self.name, self.conn.load_balancer.create_load_balancer,
+                             **kwargs)
+
+    def ensure_listener(self, spec):
+        port = spec["port"]
+        lname = "%s-%d" % (self.name, port)
+        listener = None
+        if self.lb is not None:
+            listener = next((x for x in self.conn.load_balancer.listeners(load_balancer_id=self.lb.id)
+                             if x.protocol_port == port), None)
+        if listener is None:
+            listener = self.write("create listener %s" % lname, self.conn.load_balancer.create_listener,
+                                  name=lname, load_balancer_id=self.lb.id if self.lb else None,
+                                  protocol=spec["protocol"], protocol_port=port)
+        if listener is None:  # check mode
+            return None
+        pool = next((p for p in self.conn.load_balancer.pools(listener_id=listener.id)), None)
+        if pool is None and listener.default_pool_id:
+            pool = self.conn.load_balancer.get_pool(listener.default_pool_id)
+        if pool is None:
+            pool = self.write("create pool %s-pool" % lname, self.conn.load_balancer.create_pool,
+                              name="%s-pool" % lname, listener_id=listener.id, protocol=spec["protocol"],
+                              lb_algorithm=spec["lb_algorithm"])
+        if pool is None:
+            return None
+        if not pool.health_monitor_id:
+            kwargs = dict(name="%s-monitor" % lname, pool_id=pool.id, type=spec["monitor_type"], delay=5, timeout=3,
+                          max_retries=2)
+            if spec["monitor_type"] in ("HTTP", "HTTPS"):
+                kwargs["url_path"] = spec["monitor_url_path"]
+            self.write("create health monitor %s-monitor" % lname, self.conn.load_balancer.create_health_monitor,
+                       **kwargs)
+        return pool
+
+    def sync_members(self, pool, spec):
+        port = spec["member_port"] or spec["port"]
+        wanted = {m["address"]: m["name"] for m in self.params["members"]}
+        have = {}
+        if pool is not None:
+            have = {m.address: m for m in self.conn.load_balancer.members(pool.id) if m.protocol_port == port}
+        for address, member in sorted(have.items()):
+            if address not in wanted:
+                self.write("remove member %s from port %d" % (member.name or address, spec["port"]),
+                           self.conn.load_balancer.delete_member, member, pool.id)
+        for address, name in sorted(wanted.items()):
+            if address not in have:
+                subnet_id = self.lb.vip_subnet_id if self.lb is not None else None
+                self.write("add member %s (%s:%d)" % (name, address, port), self.conn.load_balancer.create_member,
+                           pool.id if pool else None, name=name, address=address, protocol_port=port,
+                           subnet_id=subnet_id)
+        return sorted(wanted)
+
+    def ensure_floating_ip(self):
+        if not self.params["floating_ip"]:
+            return ""
+        if self.lb is None or not self.lb.vip_port_id:
+            self.write("attach a floating IP to the VIP", lambda: None)
+            return ""
+        ips = list(self.conn.network.ips(port_id=self.lb.vip_port_id))
+        if ips:
+            return ips[0].floating_ip_address
+        external = self.conn.network.find_network(self.params["external_network"], ignore_missing=True)
+        if external is None:
+            self.fail("external network %s not found" % self.params["external_network"])
+        ip = self.write("attach a floating IP to the VIP", self.conn.network.create_ip,
+                        floating_network_id=external.id, port_id=self.lb.vip_port_id,
+                        description="carina %s VIP" % self.params["cluster"])
+        return ip.floating_ip_address if ip else ""
+
+    def present(self):
+        if self.params["floating_ip"] and self.conn.network.find_network(
+                self.params["external_network"], ignore_missing=True) is None:
+            self.fail("external network %s not found" % self.params["external_network"])
+        self.ensure_lb()
+        members = {}
+        for spec in self.params["listeners"]:
+            pool = self.ensure_listener(spec)
+            members[str(spec["port"])] = self.sync_members(pool, spec)
+        floating = self.ensure_floating_ip()
+        lb = self.lb
+        self.result["members"] = members
+        self.result["load_balancer"] = dict(
+            id=lb.id if lb else "", vip_address=lb.vip_address if lb else "", floating_ip=floating,
+            provisioning_status=lb.provisioning_status if lb else "")
+
+    def absent(self):
+        lb = self.conn.load_balancer.find_load_balancer(self.name, ignore_missing=True)
+        if lb is None:
+            return
+        self.result["changed"] = True
+        self.result["actions"].append("delete load balancer %s (cascade)" % self.name)
+        if self.check_mode:
+            return
+        if lb.vip_port_id:
+            for ip in self.conn.network.ips(port_id=lb.vip_port_id):
+                self.conn.network.delete_ip(ip, ignore_missing=True)
+        deadline = time.time() + self.params["timeout"]
+        while True:
+            try:
+                self.conn.load_balancer.delete_load_balancer(lb, ignore_missing=True, cascade=True)
+                break
+            except os_exc.ConflictException:
+                if time.time() > deadline:
+                    raise
+                time.sleep(1)
+        if self.params["wait"]:
+            self.wait_for("load balancer %s to be deleted" % self.name,
+                          lambda: self.conn.load_balancer.find_load_balancer(lb.id, ignore_missing=True) is None,
+                          delay=0.5)
+
+    def run(self):
+        self.connect()
+        if self.params["state"] == "present":
+            self.present()
+        else:
+            self.absent()
+
+
+def main():
+    OctaviaLB()()
+
+
+if __name__ == "__main__":
+    main()

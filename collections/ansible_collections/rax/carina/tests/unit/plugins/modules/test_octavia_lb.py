@@ -1,0 +1,198 @@
+# Copyright (c) 2026, rax.carina developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""octavia_lb against an in-memory Octavia that is immutable while PENDING_* (no cloud needed)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from types import SimpleNamespace
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.rax.carina.plugins.module_utils import openstack as os_utils
+from ansible_collections.rax.carina.plugins.modules import octavia_lb
+
+openstack = pytest.importorskip("openstack")
+
+
+class FakeOctavia:
+    def __init__(self):
+        self.ids = itertools.count(1)
+        self.lbs, self.listeners, self.pools, self.monitors, self.members = {}, {}, {}, {}, {}
+        self.floating = {}
+        self.conflicts = 0
+        self.subnet = SimpleNamespace(id="sub1", name="private-subnet")
+        self.external = SimpleNamespace(id="ext1", name="public")
+        self.load_balancer = SimpleNamespace(
+            find_load_balancer=lambda name, ignore_missing=True: next(
+                (lb for lb in self.lbs.values() if name in (lb.id, lb.name)), None),
+            get_load_balancer=self.get_lb, create_load_balancer=self.create_lb,
+            listeners=lambda load_balancer_id: [x for x in self.listeners.values()
+                                                if x.load_balancer_id == load_balancer_id],
+            create_listener=self.guarded(self.create_listener),
+            pools=lambda listener_id: [p for p in self.pools.values() if p.listener_id == listener_id],
+            get_pool=lambda pid: self.pools[pid],
+            create_pool=self.guarded(self.create_pool),
+            create_health_monitor=self.guarded(self.create_monitor),
+            members=lambda pool_id: [m for m in self.members.values() if m.pool_id == pool_id],
+            create_member=self.guarded(self.create_member),
+            delete_member=self.guarded(lambda member, pool_id: self.members.pop(member.id)),
+            delete_load_balancer=self.delete_lb,
+        )
+        self.network = SimpleNamespace(
+            find_subnet=lambda name, ignore_missing=True: self.subnet if name in ("sub1", "private-subnet") else None,
+            find_network=lambda name, ignore_missing=True: self.external if name == "public" else None,
+            ips=lambda port_id: [ip for ip in self.floating.values() if ip.port_id == port_id],
+            create_ip=self.create_ip,
+            delete_ip=lambda ip, ignore_missing=True: self.floating.pop(ip.id, None),
+        )
+
+    def authorize(self):
+        return "token"
+
+    def new_id(self, prefix):
+        return "%s%d" % (prefix, next(self.ids))
+
+    def busy(self):
+        lb = next(iter(self.lbs.values()))
+        lb.provisioning_status = "PENDING_UPDATE"
+
+    def guarded(self, fn):
+        """Writes while the load balancer is PENDING_* get Octavia's 409."""
+        def call(*args, **kwargs):
+            lb = next(iter(self.lbs.values()))
+            if lb.provisioning_status != "ACTIVE":
+                self.conflicts += 1
+                raise openstack.exceptions.ConflictException(message="Load Balancer %s is immutable" % lb.id)
+            value = fn(*args, **kwargs)
+            self.busy()
+            return value
+        return call
+
+    def get_lb(self, lb_id):
+        lb = self.lbs[lb_id]
+        if lb.provisioning_status.startswith("PENDING"):
+            lb.provisioning_status = "ACTIVE"  # one poll later, as the sweeper does
+        return lb
+
+    def create_lb(self, **kw):
+        lb = SimpleNamespace(id=self.new_id("lb"), provisioning_status="PENDING_CREATE", vip_address="198.18.100.5",
+                             vip_port_id="vip-port", vip_subnet_id=kw["vip_subnet_id"], **{"name": kw["name"]})
+        self.lbs[lb.id] = lb
+        return lb
+
+    def create_listener(self, **kw):
+        x = SimpleNamespace(id=self.new_id("l"), default_pool_id=None, **kw)
+        self.listeners[x.id] = x
+        return x
+
+    def create_pool(self, **kw):
+        pool = SimpleNamespace(id=self.new_id("p"), health_monitor_id=None, **kw)
+        self.pools[pool.id] = pool
+        self.listeners[kw["listener_id"]].default_pool_id = pool.id
+        return pool
+
+    def create_monitor(self, **kw):
+        mon = SimpleNamespace(id=self.new_id("hm"), **kw)
+        self.monitors[mon.id] = mon
+        self.pools[kw["pool_id"]].health_monitor_id = mon.id
+        return mon
+
+    def create_member(self, pool_id, **kw):
+        member = SimpleNamespace(id=self.new_id("m"), pool_id=pool_id, **kw)
+        self.members[member.id] = member
+        return member
+
+    def create_ip(self, floating_network_id, port_id, description):
+        ip = SimpleNamespace(id=self.new_id("fip"), port_id=port_id, floating_ip_address="198.18.101.50")
+        self.floating[ip.id] = ip
+        return ip
+
+    def delete_lb(self, lb, ignore_missing=True, cascade=False):
+        assert cascade
+        self.lbs.pop(lb.id, None)
+        self.listeners.clear()
+        self.pools.clear()
+        self.members.clear()
+        self.monitors.clear()
+
+
+@pytest.fixture
+def cloud(monkeypatch):
+    fake = FakeOctavia()
+    monkeypatch.setattr(os_utils.openstack, "connect", lambda **kw: fake)
+    monkeypatch.setattr(os_utils.time, "sleep", lambda s: None)
+    monkeypatch.setattr(octavia_lb.time, "sleep", lambda s: None)
+    return fake
+
+
+def run(capsys, args, check_mode=False):
+    args = dict(args)
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    with patch_module_args(args), pytest.raises(SystemExit):
+        octavia_lb.main()
+    return json.loads(capsys.readouterr().out)
+
+
+MEMBERS = [{"name": "demo-manager-%d" % i, "address": "198.18.100.%d" % (10 + i)} for i in (1, 2, 3)]
+BASE = {"cloud": "devstack", "cluster": "demo", "vip_subnet": "private-subnet",
+        "listeners": [{"port": 2376, "monitor_type": "TLS-HELLO"}], "members": MEMBERS}
+
+
+def test_create_the_whole_chain_then_nothing_to_change(cloud, capsys):
+    result = run(capsys, BASE)
+    assert result["changed"] is True, result
+    assert result["load_balancer"]["vip_address"] == "198.18.100.5"
+    assert result["load_balancer"]["provisioning_status"] == "ACTIVE"
+    assert result["members"] == {"2376": ["198.18.100.11", "198.18.100.12", "198.18.100.13"]}
+    assert [m.type for m in cloud.monitors.values()] == ["TLS-HELLO"]
+    assert {m.protocol_port for m in cloud.members.values()} == {2376}
+    assert run(capsys, BASE)["changed"] is False
+
+
+def test_members_follow_the_masters(cloud, capsys):
+    run(capsys, BASE)
+    result = run(capsys, dict(BASE, members=[*MEMBERS[:1], {"name": "demo-manager-4", "address": "198.18.100.14"}]))
+    assert result["changed"] is True
+    assert result["actions"] == ["remove member demo-manager-2 from port 2376",
+                                 "remove member demo-manager-3 from port 2376",
+                                 "add member demo-manager-4 (198.18.100.14:2376)"]
+    assert sorted(m.address for m in cloud.members.values()) == ["198.18.100.11", "198.18.100.14"]
+
+
+def test_conflicts_are_retried(cloud, capsys):
+    run(capsys, dict(BASE, members=[]))
+    cloud.busy()  # somebody else's change is still PENDING_UPDATE
+    result = run(capsys, BASE)
+    assert "failed" not in result, result
+    assert len(cloud.members) == 3
+    assert cloud.conflicts >= 1
+
+
+def test_check_mode_changes_nothing(cloud, capsys):
+    result = run(capsys, BASE, check_mode=True)
+    assert result["changed"] is True
+    assert result["actions"][0] == "create load balancer carina-demo"
+    assert cloud.lbs == {}
+
+
+def test_floating_ip_on_the_vip_and_absent(cloud, capsys):
+    args = dict(BASE, floating_ip=True, external_network="public")
+    result = run(capsys, args)
+    assert result["load_balancer"]["floating_ip"] == "198.18.101.50"
+    assert run(capsys, args)["changed"] is False
+    gone = run(capsys, {"cloud": "devstack", "cluster": "demo", "state": "absent"})
+    assert gone["changed"] is True and cloud.lbs == {} and cloud.floating == {}
+    assert run(capsys, {"cloud": "devstack", "cluster": "demo", "state": "absent"})["changed"] is False
+
+
+def test_unknown_subnet_fails_before_anything(cloud, capsys):
+    result = run(capsys, dict(BASE, vip_subnet="nope"))
+    assert result["failed"] is True
+    assert result["msg"] == "subnet nope not found for the VIP of carina-demo"
+    assert cloud.lbs == {}
