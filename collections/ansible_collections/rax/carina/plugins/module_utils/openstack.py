@@ -17,9 +17,13 @@ try:
 
     HAS_SDK = True
     SDK_IMPORT_ERROR = None
+    Conflict = os_exc.ConflictException
 except ImportError:
     HAS_SDK = False
     SDK_IMPORT_ERROR = traceback.format_exc()
+
+    class Conflict(Exception):
+        """Stands for openstacksdk's ConflictException when the SDK is missing (the module then fails early)."""
 
 # Metadata keys every cloud object of a cluster carries, so that delete finds them from the cloud.
 META_CLUSTER = "carina_cluster"

@@ -156,7 +156,7 @@ actions:
 
 import time
 
-from ansible_collections.rax.carina.plugins.module_utils.openstack import CarinaOpenStackModule, os_exc
+from ansible_collections.rax.carina.plugins.module_utils.openstack import CarinaOpenStackModule, Conflict
 
 ARGUMENT_SPEC = dict(
     cluster=dict(type="str", required=True),
@@ -212,7 +212,7 @@ class OctaviaLB(CarinaOpenStackModule):
             try:
                 value = call(*args, **kwargs)
                 break
-            except os_exc.ConflictException:
+            except Conflict:
                 if time.time() > deadline:
                     raise
                 time.sleep(1)
@@ -340,7 +340,7 @@ class OctaviaLB(CarinaOpenStackModule):
             try:
                 self.conn.load_balancer.delete_load_balancer(lb, ignore_missing=True, cascade=True)
                 break
-            except os_exc.ConflictException:
+            except Conflict:
                 if time.time() > deadline:
                     raise
                 time.sleep(1)
