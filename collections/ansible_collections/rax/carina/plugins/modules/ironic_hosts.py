@@ -1,0 +1,316 @@
+#!/usr/bin/python
+# Copyright (c) 2026, rax.carina developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ironic_hosts
+short_description: Hosts of one role of a cluster as Ironic bare metal nodes, reconciled to a count
+version_added: 0.1.0
+description:
+  - Keeps O(count) bare metal nodes deployed for one role of a cluster. Nodes are picked among the
+    C(available) nodes of O(resource_class); each gets a Neutron port on O(network) attached as
+    its VIF, the image in its C(instance_info), and a config drive carrying the SSH key and the
+    host name, then is deployed (C(active)).
+  - The nodes a cluster uses are marked in their C(extra) field (C(carina_cluster), C(carina_role),
+    C(carina_name)), so that a later run or a delete finds them even when local state is gone.
+  - When there are not enough available nodes, the module fails before any node is touched.
+  - Removal (O(remove) first, then the highest numbers; or O(state=absent)) undeploys the node
+    (C(deleted)), waits until it is C(available) again, detaches the VIF, deletes the port and
+    clears the marks.
+author:
+  - rax.carina developers (@rax-carina)
+extends_documentation_fragment:
+  - rax.carina.openstack
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would be deployed or undeployed; only reads the cloud.
+  diff_mode:
+    support: none
+    description: No diff.
+  idempotent:
+    support: full
+    description: A second run with the same count deploys and undeploys nothing.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller.
+options:
+  cluster:
+    description: Name of the cluster; hosts are named C(<cluster>-<role>-N).
+    type: str
+    required: true
+  role:
+    description:
+      - Role of these hosts (for example V(worker)). With O(state=absent), omitting it releases
+        every node of the cluster.
+    type: str
+  state:
+    description: V(present) reconciles to O(count); V(absent) releases.
+    type: str
+    choices: [present, absent]
+    default: present
+  count:
+    description: Number of nodes of the role.
+    type: int
+    default: 1
+  remove:
+    description: Hosts (by name) to release first when the count goes down.
+    type: list
+    elements: str
+    default: []
+  resource_class:
+    description: Resource class of the nodes to pick.
+    type: str
+    default: baremetal
+  image:
+    description: Glance image (name or id) to deploy. Required to deploy nodes.
+    type: str
+  root_gb:
+    description: Size of the root partition.
+    type: int
+    default: 10
+  network:
+    description: Network (name or id) of the nodes' ports. Required to deploy nodes.
+    type: str
+  public_key:
+    description: OpenSSH public key put into the config drive. Required to deploy nodes.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Two workers of cluster demo on bare metal
+  rax.carina.ironic_hosts:
+    cloud: devstack-admin
+    cluster: demo
+    role: worker
+    count: 2
+    image: carina-host
+    network: private
+    public_key: "{{ lookup('ansible.builtin.file', '~/.carina/clusters/demo/ssh/id_ed25519.pub') }}"
+  register: workers
+"""
+
+RETURN = r"""
+hosts:
+  description: The role's nodes after the run, by number.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Host name.
+      type: str
+      sample: demo-worker-1
+    node:
+      description: Ironic node id.
+      type: str
+    role:
+      description: Role.
+      type: str
+    address:
+      description: Address of the node's port.
+      type: str
+      sample: 198.18.100.21
+    provision_state:
+      description: Ironic provision state.
+      type: str
+      sample: active
+deployed:
+  description: Names of the hosts deployed by this run.
+  returned: always
+  type: list
+  elements: str
+released:
+  description: Names of the hosts undeployed and given back.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible_collections.rax.carina.plugins.module_utils.openstack import (
+    META_CLUSTER,
+    META_ROLE,
+    CarinaOpenStackModule,
+)
+
+META_NAME = "carina_name"
+ARGUMENT_SPEC = dict(
+    cluster=dict(type="str", required=True),
+    role=dict(type="str"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    count=dict(type="int", default=1),
+    remove=dict(type="list", elements="str", default=[]),
+    resource_class=dict(type="str", default="baremetal"),
+    image=dict(type="str"),
+    root_gb=dict(type="int", default=10),
+    network=dict(type="str"),
+    public_key=dict(type="str", no_log=False),
+)
+MODULE_KWARGS = dict(required_if=[("state", "present", ["role"])])
+
+
+def number_of(name):
+    tail = (name or "").rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+class IronicHosts(CarinaOpenStackModule):
+    def __init__(self):
+        super().__init__(ARGUMENT_SPEC, **MODULE_KWARGS)
+        self.cluster = self.params["cluster"]
+        self.role = self.params["role"]
+        self.result.update(hosts=[], deployed=[], released=[])
+
+    def ours(self, role=None):
+        nodes = []
+        for node in self.conn.baremetal.nodes(details=True):
+            extra = node.extra or {}
+            if extra.get(META_CLUSTER) == self.cluster and (role is None or extra.get(META_ROLE) == role):
+                nodes.append(node)
+        return sorted(nodes, key=lambda n: number_of((n.extra or {}).get(META_NAME)))
+
+    def port_of(self, node):
+        for vif in self.conn.baremetal.list_node_vifs(node):
+            port = self.conn.network.get_port(vif)
+            if port is not None:
+                return port
+        return None
+
+    def describe(self, node):
+        port = self.port_of(node)
+        address = port.fixed_ips[0]["ip_address"] if port is not None and port.fixed_ips else ""
+        return dict(name=(node.extra or {}).get(META_NAME, ""), node=node.id, role=self.role, address=address,
+                    provision_state=node.provision_state)
+
+    def deploy(self, nodes_names, image, network):
+        p = self.params
+        started = []
+        for node, name in nodes_names:
+            marks = {META_CLUSTER: self.cluster, META_ROLE: self.role, META_NAME: name}
+            self.conn.baremetal.patch_node(node, [{"op": "add", "path": "/extra/%s" % k, "value": v}
+                                                  for k, v in marks.items()])
+            port = self.conn.network.create_port(network_id=network.id, name=name,
+                                                 description="carina %s %s" % (self.cluster, name))
+            self.conn.baremetal.attach_vif_to_node(node, port.id)
+            self.conn.baremetal.patch_node(node, [
+                {"op": "add", "path": "/instance_info/image_source", "value": image.id},
+                {"op": "add", "path": "/instance_info/root_gb", "value": p["root_gb"]},
+                {"op": "add", "path": "/instance_info/display_name", "value": name},
+            ])
+            config_drive = {"meta_data": {"uuid": node.id, "hostname": name, "name": name,
+                                          "public_keys": {"carina": p["public_key"]}}}
+            self.conn.baremetal.set_node_provision_state(node, "active", config_drive=config_drive, wait=False)
+            started.append(node)
+        if p["wait"] and started:
+            self.conn.baremetal.wait_for_nodes_provision_state(started, "active", timeout=p["timeout"])
+
+    def release(self, nodes):
+        for node in nodes:
+            if node.provision_state not in ("available", "manageable", "enroll"):
+                self.conn.baremetal.set_node_provision_state(node, "deleted", wait=False)
+        if nodes:
+            self.conn.baremetal.wait_for_nodes_provision_state(
+                [n for n in nodes if n.provision_state not in ("available", "manageable", "enroll")],
+                "available", timeout=self.params["timeout"])
+        for node in nodes:
+            port = self.port_of(node)
+            for vif in self.conn.baremetal.list_node_vifs(node):
+                self.conn.baremetal.detach_vif_from_node(node, vif, ignore_missing=True)
+            if port is not None:
+                self.conn.network.delete_port(port, ignore_missing=True)
+            self.conn.baremetal.patch_node(node, [{"op": "remove", "path": "/extra/%s" % k}
+                                                  for k in (META_CLUSTER, META_ROLE, META_NAME)
+                                                  if k in (node.extra or {})])
+
+    def pick(self, wanted):
+        """Check the inputs and choose free nodes for `wanted` hosts; fail before touching any."""
+        p = self.params
+        for option in ("image", "network", "public_key"):
+            if not p[option]:
+                self.fail("%s is required to deploy %s nodes of cluster %s" % (option, self.role, self.cluster))
+        image = self.conn.image.find_image(p["image"], ignore_missing=True)
+        if image is None:
+            self.fail("image %s not found" % p["image"])
+        network = self.conn.network.find_network(p["network"], ignore_missing=True)
+        if network is None:
+            self.fail("network %s not found" % p["network"])
+        free = [n for n in self.conn.baremetal.nodes(details=True, provision_state="available",
+                                                     resource_class=p["resource_class"])
+                if not n.instance_id and not (n.extra or {}).get(META_CLUSTER) and not n.is_maintenance]
+        if len(free) < len(wanted):
+            self.fail("not enough bare metal nodes: %d %s node(s) needed for %s, %d available in resource "
+                      "class %s; no node was touched" % (len(wanted), self.role, self.cluster, len(free),
+                                                         p["resource_class"]))
+        free = sorted(free, key=lambda n: n.name or n.id)
+        return [(free[i], name) for i, name in enumerate(wanted)], image, network
+
+    def present(self):
+        p = self.params
+        if p["count"] < 0:
+            self.fail("count=%d: must be 0 or more" % p["count"])
+        existing = self.ours(self.role)
+        names = [(n.extra or {}).get(META_NAME) for n in existing]
+        unknown = [n for n in p["remove"] if n not in names]
+        if unknown:
+            self.fail("cannot remove %s: not %s hosts of cluster %s (%s)"
+                      % (", ".join(unknown), self.role, self.cluster, ", ".join(names) or "none"))
+        keep = [n for n in existing if (n.extra or {}).get(META_NAME) not in p["remove"]]
+        surplus = [n for n in existing if (n.extra or {}).get(META_NAME) in p["remove"]]
+        if len(keep) > p["count"]:
+            surplus += keep[p["count"]:]
+            keep = keep[:p["count"]]
+        start = max([number_of(n) for n in names], default=0) + 1
+        wanted = ["%s-%s-%d" % (self.cluster, self.role, i) for i in range(start, start + p["count"] - len(keep))]
+
+        picked, image, network = self.pick(wanted) if wanted else ([], None, None)
+
+        if surplus:
+            self.result["changed"] = True
+            self.result["released"] = [(n.extra or {}).get(META_NAME) for n in surplus]
+            if not self.check_mode:
+                self.release(surplus)
+        if picked:
+            self.result["changed"] = True
+            self.result["deployed"] = wanted
+        if self.check_mode:
+            self.result["hosts"] = [self.describe(n) for n in keep] + [
+                dict(name=name, node=node.id, role=self.role, address="", provision_state="available")
+                for node, name in picked]
+            return
+        try:
+            self.deploy(picked, image, network)
+        except Exception:
+            self.release([self.conn.baremetal.get_node(node.id) for node, _name in picked])
+            raise
+        nodes = [self.conn.baremetal.get_node(n.id) for n in keep] + [
+            self.conn.baremetal.get_node(node.id) for node, _name in picked]
+        self.result["hosts"] = [self.describe(n) for n in nodes]
+
+    def absent(self):
+        nodes = self.ours(self.role)
+        if not nodes:
+            return
+        self.result["changed"] = True
+        self.result["released"] = [(n.extra or {}).get(META_NAME) for n in nodes]
+        if not self.check_mode:
+            self.release(nodes)
+
+    def run(self):
+        self.connect()
+        if self.params["state"] == "present":
+            self.present()
+        else:
+            self.absent()
+
+
+def main():
+    IronicHosts()()
+
+
+if __name__ == "__main__":
+    main()
