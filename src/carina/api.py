@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from carina import paths
+from carina.hygiene import scrub_artifacts, stop_run_processes
 from carina.store import IN_PROGRESS, RUN_ACTIVE, Cluster, Conflict, Run, Store
 
 NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -129,6 +130,10 @@ class Client:
             return cluster  # the worker is still starting
         reason = (f"run {run.id} stopped without a result: its worker (pid {run.pid}) is gone; "
                   f"retry the action or delete the cluster")
+        if run.data_dir:
+            # What the dead worker left: a playbook still running, the environment in its artifacts.
+            stop_run_processes(Path(run.data_dir))
+            scrub_artifacts(Path(run.data_dir))
         self.store.update_run(run.id, status="crashed", reason=reason, finished_at=time.time())
         prefix = cluster.status.split("_", 1)[0]
         self.store.update_cluster(cluster.name, status=f"{prefix}_FAILED", status_reason=reason)
@@ -209,6 +214,8 @@ class Client:
                 time.sleep(0.2)
             if process_start(run.pid) == run.pid_start:
                 os.killpg(run.pid, signal.SIGKILL)
+        if run.data_dir:
+            stop_run_processes(Path(run.data_dir))
         return self.run(run.id)
 
     def wait(self, run_id: str, timeout: float | None = None, poll: float = 0.5) -> Run:

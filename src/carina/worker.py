@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import sys
 import time
@@ -19,10 +18,8 @@ from pathlib import Path
 import ansible_runner
 
 from carina import paths
+from carina.hygiene import scrub_artifacts, stop_run_processes
 from carina.store import Store
-
-# Environment variable names whose values never reach the artifacts.
-SECRET_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "KEY", "CREDENTIAL", "AUTH")
 
 
 class Recorder:
@@ -52,42 +49,6 @@ class Recorder:
             return ""
         what = "unreachable" if self.failure["unreachable"] else "failed"
         return f"task '{self.failure['task']}' {what} on {self.failure['host']}: {self.failure['msg']}"
-
-
-def scrub_artifacts(data_dir: Path) -> None:
-    """ansible-runner records the whole environment in artifacts/*/command and env/: keep names only."""
-    for command in data_dir.glob("artifacts/*/command"):
-        try:
-            record = json.loads(command.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(record.get("env"), dict):
-            record["env"] = sorted(record["env"])
-        command.write_text(json.dumps(record))
-        command.chmod(0o600)
-    for env_file in (data_dir / "env").glob("envvars"):
-        lines = []
-        for line in env_file.read_text().splitlines():
-            key = line.split(":", 1)[0].upper()
-            if any(marker in key for marker in SECRET_MARKERS):
-                continue
-            lines.append(line)
-        env_file.write_text("\n".join(lines) + "\n")
-
-
-def stop_leftovers(data_dir: Path) -> None:
-    """Stop SSH control masters whose control path lives in this run's folder (they outlive ansible)."""
-    marker = str(data_dir)
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline and cmdline.startswith("ssh"):
-            with contextlib.suppress(OSError):
-                os.kill(int(proc.name), signal.SIGTERM)
 
 
 def finish(store: Store, run_id: str, status: str, rc: int | None, reason: str) -> None:
@@ -162,7 +123,7 @@ def main(argv: list[str]) -> int:
         reason = f"the run could not start: {exc}"
     finally:
         scrub_artifacts(data_dir)
-        stop_leftovers(data_dir)
+        stop_run_processes(data_dir)
         finish(store, run_id, status, rc, reason)
     return 0 if status == "successful" else 1
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from carina import api, cli, worker
+from carina import api, cli, hygiene, worker
 from carina.store import Cluster, Conflict, Run, Store
 
 
@@ -151,7 +151,7 @@ def test_scrub_keeps_only_environment_names(tmp_path):
     command.write_text(json.dumps({"command": ["ansible-playbook"], "env": {"OS_PASSWORD": "x", "PATH": "/bin"}}))
     (tmp_path / "env").mkdir()
     (tmp_path / "env" / "envvars").write_text("OS_PASSWORD: x\nPATH: /bin\n")
-    worker.scrub_artifacts(tmp_path)
+    hygiene.scrub_artifacts(tmp_path)
     assert json.loads(command.read_text())["env"] == ["OS_PASSWORD", "PATH"]
     assert command.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "env" / "envvars").read_text() == "PATH: /bin\n"
@@ -214,3 +214,20 @@ def test_progress_without_a_terminal_prints_plain_task_lines(client, tmp_path):
     assert any("TASK Make the hosts" in line for line in stream.lines)
     assert progress.counts["changed"] == 1
     assert time.time() - progress.started < 5
+
+
+def test_stop_run_processes_ends_every_process_naming_the_run(tmp_path):
+    run_dir = tmp_path / "runs" / "abc"
+    run_dir.mkdir(parents=True)
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(run_dir)]) for _ in range(2)]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert sorted(hygiene.run_processes(run_dir)) == sorted(p.pid for p in procs)
+        hygiene.stop_run_processes(run_dir, grace=2)
+        for p in procs:
+            assert p.wait(timeout=5) is not None
+        assert hygiene.run_processes(run_dir) == []
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
