@@ -53,9 +53,9 @@ options:
       - Defaults to the recorded count (less O(remove)) when the cluster exists, else to 1.
     type: int
   provider:
-    description: Where the hosts come from.
+    description: Where the hosts come from - host containers on a Docker engine, or an OpenStack cloud.
     type: str
-    choices: [local]
+    choices: [local, openstack]
     default: local
   subnet:
     description:
@@ -64,13 +64,61 @@ options:
     type: str
     default: ""
   image:
-    description: Host image of managers and workers (provider C(local)).
+    description:
+      - Host image of managers and workers; a Docker image for C(local), a Glance image for
+        C(openstack) (default V(carina-host) there).
     type: str
     default: carina-host:bookworm-engine
   lb_image:
     description: Image of the load balancer host (provider C(local)).
     type: str
     default: carina-host:bookworm-lb
+  openstack:
+    description:
+      - Options of provider C(openstack).
+    type: dict
+    default: {}
+    suboptions:
+      cloud:
+        description: Named cloud of C(clouds.yaml) (AWX's OpenStack credential writes V(devstack)).
+        type: str
+      flavor:
+        description: Flavor of workers on Nova.
+        type: str
+        default: m1.small
+      master_flavor:
+        description: Flavor of managers on Nova; defaults to O(openstack.flavor).
+        type: str
+      fixed_network:
+        description: Network of the hosts.
+        type: str
+        default: private
+      fixed_subnet:
+        description: Subnet of the load balancer's VIP.
+        type: str
+        default: private-subnet
+      external_network:
+        description: Network of floating IPs.
+        type: str
+        default: public
+      floating_ip_enabled:
+        description: Give hosts and the VIP floating IPs (and reach them through those).
+        type: bool
+        default: false
+      master_server_type:
+        description: V(vm) (Nova) or V(bm) (Ironic) for managers.
+        type: str
+        choices: [vm, bm]
+        default: vm
+      server_type:
+        description: V(vm) (Nova) or V(bm) (Ironic) for workers.
+        type: str
+        choices: [vm, bm]
+        default: vm
+      resource_class:
+        description: Resource class of the bare metal nodes.
+        type: str
+        default: baremetal
   extra_sans:
     description: More names and addresses put into every manager's server certificate.
     type: list
@@ -148,6 +196,9 @@ cluster:
     lb_image:
       description: Load balancer image.
       type: str
+    openstack:
+      description: Options of provider C(openstack), with their defaults.
+      type: dict
     extra_sans:
       description: Extra names and addresses of the managers' certificates.
       type: list
@@ -317,7 +368,19 @@ def main():
             coe=dict(type="str", choices=["swarm"], default="swarm"),
             masters=dict(type="int"),
             nodes=dict(type="int"),
-            provider=dict(type="str", choices=["local"], default="local"),
+            provider=dict(type="str", choices=["local", "openstack"], default="local"),
+            openstack=dict(type="dict", default={}, options=dict(
+                cloud=dict(type="str"),
+                flavor=dict(type="str", default="m1.small"),
+                master_flavor=dict(type="str"),
+                fixed_network=dict(type="str", default="private"),
+                fixed_subnet=dict(type="str", default="private-subnet"),
+                external_network=dict(type="str", default="public"),
+                floating_ip_enabled=dict(type="bool", default=False),
+                master_server_type=dict(type="str", choices=["vm", "bm"], default="vm"),
+                server_type=dict(type="str", choices=["vm", "bm"], default="vm"),
+                resource_class=dict(type="str", default="baremetal"),
+            )),
             subnet=dict(type="str", default=""),
             image=dict(type="str", default="carina-host:bookworm-engine"),
             lb_image=dict(type="str", default="carina-host:bookworm-lb"),
@@ -379,8 +442,11 @@ def main():
         nodes=p["nodes"],
         provider=p["provider"],
         subnet=p["subnet"] or recorded.get("subnet", ""),
-        image=p["image"],
+        image="carina-host" if p["provider"] == "openstack" and p["image"] == "carina-host:bookworm-engine"
+        else p["image"],
         lb_image=p["lb_image"],
+        openstack=dict(p["openstack"] or {}, master_flavor=(p["openstack"] or {}).get("master_flavor")
+                       or (p["openstack"] or {}).get("flavor") or "m1.small"),
         extra_sans=p["extra_sans"],
         state_dir=state_dir,
         pki_dir=os.path.join(state_dir, "pki"),

@@ -251,6 +251,8 @@ class IronicHosts(CarinaOpenStackModule):
 
     def present(self):
         p = self.params
+        if not self.conn.has_service("baremetal"):
+            self.fail("the cloud has no bare metal (Ironic) service; use server type vm for %s" % self.role)
         if p["count"] < 0:
             self.fail("count=%d: must be 0 or more" % p["count"])
         existing = self.ours(self.role)
@@ -292,6 +294,8 @@ class IronicHosts(CarinaOpenStackModule):
         self.result["hosts"] = [self.describe(n) for n in nodes]
 
     def absent(self):
+        if not self.conn.has_service("baremetal"):
+            return  # a cloud without Ironic has no node of ours
         nodes = self.ours(self.role)
         if not nodes:
             return

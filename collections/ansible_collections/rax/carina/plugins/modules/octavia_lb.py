@@ -102,6 +102,12 @@ options:
         description: Member address.
         type: str
         required: true
+  sync_members:
+    description:
+      - Make the members of every listener equal O(members). V(false) leaves members alone (to make
+        the load balancer before its members exist).
+    type: bool
+    default: true
   floating_ip:
     description: Put a floating IP from O(external_network) on the VIP.
     type: bool
@@ -177,6 +183,7 @@ ARGUMENT_SPEC = dict(
         name=dict(type="str", required=True),
         address=dict(type="str", required=True),
     )),
+    sync_members=dict(type="bool", default=True),
     floating_ip=dict(type="bool", default=False),
     external_network=dict(type="str"),
 )
@@ -316,7 +323,10 @@ class OctaviaLB(CarinaOpenStackModule):
         members = {}
         for spec in self.params["listeners"]:
             pool = self.ensure_listener(spec)
-            members[str(spec["port"])] = self.sync_members(pool, spec)
+            if self.params["sync_members"]:
+                members[str(spec["port"])] = self.sync_members(pool, spec)
+            elif pool is not None:
+                members[str(spec["port"])] = sorted(m.address for m in self.conn.load_balancer.members(pool.id))
         floating = self.ensure_floating_ip()
         lb = self.lb
         self.result["members"] = members

@@ -49,6 +49,9 @@ class FakeIronic:
     def authorize(self):
         return "token"
 
+    def has_service(self, name):
+        return name == "baremetal"
+
     def list_nodes(self, details=True, provision_state=None, resource_class=None):
         return [n for n in self.nodes.values()
                 if provision_state in (None, n.provision_state) and resource_class in (None, n.resource_class)]
