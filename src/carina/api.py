@@ -27,7 +27,10 @@ from carina.store import IN_PROGRESS, RUN_ACTIVE, Cluster, Conflict, Run, Store
 
 NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 COES = ("swarm",)
-PROVIDERS = ("local",)
+PROVIDERS = ("local", "openstack")
+# Options of provider openstack, as the playbooks name them (carina_<option>).
+OPENSTACK_OPTIONS = ("cloud", "flavor", "master_flavor", "fixed_network", "fixed_subnet", "external_network",
+                     "floating_ip_enabled", "master_server_type", "server_type", "resource_class")
 KEEP_RUNS = 10  # run folders (artifacts) kept per cluster; their events stay in the store
 SHELLS = {"bash": "docker.env", "sh": "docker.env", "zsh": "docker.env", "fish": "docker.fish",
           "powershell": "docker.ps1", "cmd": "docker.cmd"}
@@ -141,10 +144,21 @@ class Client:
 
     # -- actions ----------------------------------------------------------------------------
     def create(self, name: str, *, coe: str = "swarm", masters: int = 1, nodes: int = 1, provider: str = "local",
-               subnet: str = "", extra_sans: list[str] | None = None) -> tuple[Cluster, Run]:
+               subnet: str = "", extra_sans: list[str] | None = None,
+               openstack: dict | None = None) -> tuple[Cluster, Run]:
         validate_spec(name, coe, masters, nodes, provider)
         extravars = {"carina_name": name, "carina_coe": coe, "carina_masters": masters, "carina_nodes": nodes,
                      "carina_provider": provider, "carina_extra_sans": extra_sans or []}
+        for key, value in (openstack or {}).items():
+            if key not in OPENSTACK_OPTIONS:
+                raise CarinaError(f"unknown openstack option {key!r}; known: {', '.join(OPENSTACK_OPTIONS)}")
+            if value not in (None, ""):
+                extravars[f"carina_{key}"] = value
+        if openstack and provider != "openstack":
+            raise CarinaError("openstack options need --provider openstack")
+        for key in ("master_server_type", "server_type"):
+            if (openstack or {}).get(key) not in (None, "", "vm", "bm"):
+                raise CarinaError(f"{key} {openstack[key]!r}: choose vm (Nova) or bm (Ironic)")
         if subnet:
             extravars["carina_subnet"] = subnet
         with self.store.transaction() as db:

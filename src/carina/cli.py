@@ -143,8 +143,14 @@ def started(client: Client, args, cluster, run) -> int:
 
 
 def cmd_create(client: Client, args) -> int:
+    openstack = {key: getattr(args, key) for key in ("cloud", "flavor", "master_flavor", "fixed_network",
+                                                     "fixed_subnet", "external_network", "master_server_type",
+                                                     "server_type", "resource_class") if getattr(args, key)}
+    if args.floating_ip:
+        openstack["floating_ip_enabled"] = True
     cluster, run = client.create(args.name, coe=args.coe, masters=args.masters, nodes=args.nodes,
-                                 provider=args.provider, subnet=args.subnet or "", extra_sans=args.extra_san)
+                                 provider=args.provider, subnet=args.subnet or "", extra_sans=args.extra_san,
+                                 openstack=openstack or None)
     return started(client, args, cluster, run)
 
 
@@ -229,6 +235,28 @@ def cmd_cancel(client: Client, args) -> int:
     return EXIT_OK
 
 
+def add_create_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name")
+    p.add_argument("--coe", default="swarm", help="container orchestration engine (swarm)")
+    p.add_argument("--masters", type=int, default=1, help="managers: odd, 1 to 7 (default 1)")
+    p.add_argument("--nodes", type=int, default=1, help="workers (default 1)")
+    p.add_argument("--provider", default="local", choices=["local", "openstack"], help="where hosts come from")
+    p.add_argument("--subnet", help="local: network of the cluster (default: a free /24 of 198.18.0.0/16)")
+    os_group = p.add_argument_group("provider openstack")
+    os_group.add_argument("--cloud", help="named cloud of clouds.yaml (default: OS_CLOUD)")
+    os_group.add_argument("--flavor", help="flavor of workers (m1.small)")
+    os_group.add_argument("--master-flavor", help="flavor of managers (the worker flavor)")
+    os_group.add_argument("--fixed-network", help="network of the hosts (private)")
+    os_group.add_argument("--fixed-subnet", help="subnet of the load balancer VIP (private-subnet)")
+    os_group.add_argument("--external-network", help="network of floating IPs (public)")
+    os_group.add_argument("--floating-ip", action="store_true", help="floating IPs on hosts and the VIP")
+    os_group.add_argument("--master-server-type", choices=["vm", "bm"], help="managers on Nova (vm) or Ironic (bm)")
+    os_group.add_argument("--server-type", choices=["vm", "bm"], help="workers on Nova (vm) or Ironic (bm)")
+    os_group.add_argument("--resource-class", help="resource class of bare metal nodes (baremetal)")
+    p.add_argument("--extra-san", action="append", default=[], help="more names/addresses in manager certificates")
+    p.add_argument("--wait", action="store_true", help="follow the run to its end")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="carina", description="Instant-on container clusters.")
     top.add_argument("--version", action="version", version=f"carina {__version__}")
@@ -241,15 +269,7 @@ def parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("create", cmd_create, "create a cluster (returns at once; --wait follows it)")
-    p.add_argument("name")
-    p.add_argument("--coe", default="swarm", help="container orchestration engine (swarm)")
-    p.add_argument("--masters", type=int, default=1, help="managers: odd, 1 to 7 (default 1)")
-    p.add_argument("--nodes", type=int, default=1, help="workers (default 1)")
-    p.add_argument("--provider", default="local", help="where hosts come from (local)")
-    p.add_argument("--subnet", help="network of the cluster (default: a free /24 of 198.18.0.0/16)")
-    p.add_argument("--extra-san", action="append", default=[], help="more names/addresses in manager certificates")
-    p.add_argument("--wait", action="store_true", help="follow the run to its end")
+    add_create_options(add("create", cmd_create, "create a cluster (returns at once; --wait follows it)"))
     add("ls", cmd_ls, "list clusters")
     p = add("get", cmd_get, "show a cluster: status, reason, endpoint, counts, health")
     p.add_argument("name")

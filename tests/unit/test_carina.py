@@ -231,3 +231,16 @@ def test_stop_run_processes_ends_every_process_naming_the_run(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_openstack_options_become_extravars(client):
+    _cluster, run = client.create("os1", provider="openstack", masters=3, nodes=2,
+                                  openstack={"cloud": "devstack", "server_type": "bm", "floating_ip_enabled": True})
+    extravars = json.loads(client.store.get_run(run.id).params)["extravars"]
+    assert extravars["carina_provider"] == "openstack"
+    assert extravars["carina_cloud"] == "devstack" and extravars["carina_server_type"] == "bm"
+    assert extravars["carina_floating_ip_enabled"] is True
+    with pytest.raises(api.CarinaError, match="choose vm"):
+        client.create("os2", provider="openstack", openstack={"server_type": "metal"})
+    with pytest.raises(api.CarinaError, match="need --provider openstack"):
+        client.create("os3", openstack={"cloud": "devstack"})
