@@ -16,7 +16,7 @@ description:
     its VIF, the image in its C(instance_info), and a config drive carrying the SSH key and the
     host name, then is deployed (C(active)).
   - The nodes a cluster uses are marked in their C(extra) field (C(carina_cluster), C(carina_role),
-    C(carina_name)), so that a later run or a delete finds them even when local state is gone.
+    C(carina_name), C(carina_port)), so that a later run or a delete finds them even when local state is gone.
   - When there are not enough available nodes, the module fails before any node is touched.
   - Removal (O(remove) first, then the highest numbers; or O(state=absent)) undeploys the node
     (C(deleted)), waits until it is C(available) again, detaches the VIF, deletes the port and
@@ -139,6 +139,7 @@ from ansible_collections.rax.carina.plugins.module_utils.openstack import (
 )
 
 META_NAME = "carina_name"
+META_PORT = "carina_port"
 ARGUMENT_SPEC = dict(
     cluster=dict(type="str", required=True),
     role=dict(type="str"),
@@ -175,6 +176,12 @@ class IronicHosts(CarinaOpenStackModule):
         return sorted(nodes, key=lambda n: number_of((n.extra or {}).get(META_NAME)))
 
     def port_of(self, node):
+        """The node's port: the one recorded in extra (network interfaces such as noop keep no VIF list)."""
+        recorded = (node.extra or {}).get(META_PORT)
+        if recorded:
+            port = self.conn.network.get_port(recorded)
+            if port is not None:
+                return port
         for vif in self.conn.baremetal.list_node_vifs(node):
             port = self.conn.network.get_port(vif)
             if port is not None:
@@ -191,11 +198,12 @@ class IronicHosts(CarinaOpenStackModule):
         p = self.params
         started = []
         for node, name in nodes_names:
-            marks = {META_CLUSTER: self.cluster, META_ROLE: self.role, META_NAME: name}
+            port = self.conn.network.create_port(network_id=network.id, name=name, device_id=node.id,
+                                                 device_owner="baremetal:none",
+                                                 description="carina %s %s" % (self.cluster, name))
+            marks = {META_CLUSTER: self.cluster, META_ROLE: self.role, META_NAME: name, META_PORT: port.id}
             self.conn.baremetal.patch_node(node, [{"op": "add", "path": "/extra/%s" % k, "value": v}
                                                   for k, v in marks.items()])
-            port = self.conn.network.create_port(network_id=network.id, name=name,
-                                                 description="carina %s %s" % (self.cluster, name))
             self.conn.baremetal.attach_vif_to_node(node, port.id)
             self.conn.baremetal.patch_node(node, [
                 {"op": "add", "path": "/instance_info/image_source", "value": image.id},
@@ -224,7 +232,7 @@ class IronicHosts(CarinaOpenStackModule):
             if port is not None:
                 self.conn.network.delete_port(port, ignore_missing=True)
             self.conn.baremetal.patch_node(node, [{"op": "remove", "path": "/extra/%s" % k}
-                                                  for k in (META_CLUSTER, META_ROLE, META_NAME)
+                                                  for k in (META_CLUSTER, META_ROLE, META_NAME, META_PORT)
                                                   if k in (node.extra or {})])
 
     def pick(self, wanted):

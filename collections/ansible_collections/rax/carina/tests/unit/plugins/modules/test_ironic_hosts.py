@@ -76,7 +76,7 @@ class FakeIronic:
         elif target == "deleted":
             node.provision_state, node.config_drive, node.instance_id, node.instance_info = "available", None, None, {}
 
-    def create_port(self, network_id, name, description):
+    def create_port(self, network_id, name, description, device_id=None, device_owner=None):
         n = next(self.ids)
         port = SimpleNamespace(id="port-%d" % n, name=name, fixed_ips=[{"ip_address": "198.18.100.%d" % (20 + n)}])
         self.ports[port.id] = port
@@ -110,7 +110,8 @@ def test_deploy_then_nothing_to_change(cloud, capsys):
     assert [h["provision_state"] for h in result["hosts"]] == ["active", "active"]
     assert all(h["address"].startswith("198.18.100.") for h in result["hosts"])
     node = cloud.nodes[result["hosts"][0]["node"]]
-    assert node.extra == {"carina_cluster": "demo", "carina_role": "worker", "carina_name": "demo-worker-1"}
+    assert node.extra == {"carina_cluster": "demo", "carina_role": "worker", "carina_name": "demo-worker-1",
+                          "carina_port": node.vifs[0]}
     assert node.config_drive["meta_data"]["public_keys"] == {"carina": "ssh-ed25519 AAAA demo"}
     assert node.instance_info["image_source"] == "img1"
     assert len(node.vifs) == 1
