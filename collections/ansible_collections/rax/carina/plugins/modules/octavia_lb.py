@@ -262,9 +262,10 @@ class OctaviaLB(CarinaOpenStackModule):
                                   protocol=spec["protocol"], protocol_port=port)
         if listener is None:  # check mode
             return None
-        pool = next((p for p in self.conn.load_balancer.pools(listener_id=listener.id)), None)
-        if pool is None and listener.default_pool_id:
-            pool = self.conn.load_balancer.get_pool(listener.default_pool_id)
+        # Octavia filters pools by name, not by listener: the listener's default pool is the one.
+        pool = self.conn.load_balancer.get_pool(listener.default_pool_id) if listener.default_pool_id else None
+        if pool is None:
+            pool = next(iter(self.conn.load_balancer.pools(name="%s-pool" % lname)), None)
         if pool is None:
             pool = self.write("create pool %s-pool" % lname, self.conn.load_balancer.create_pool,
                               name="%s-pool" % lname, listener_id=listener.id, protocol=spec["protocol"],

@@ -34,7 +34,7 @@ class FakeOctavia:
             listeners=lambda load_balancer_id: [x for x in self.listeners.values()
                                                 if x.load_balancer_id == load_balancer_id],
             create_listener=self.guarded(self.create_listener),
-            pools=lambda listener_id: [p for p in self.pools.values() if p.listener_id == listener_id],
+            pools=lambda name: [p for p in self.pools.values() if p.name == name],
             get_pool=lambda pid: self.pools[pid],
             create_pool=self.guarded(self.create_pool),
             create_health_monitor=self.guarded(self.create_monitor),
