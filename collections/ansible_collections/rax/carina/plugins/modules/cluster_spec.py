@@ -53,10 +53,11 @@ options:
       - Defaults to the recorded count (less O(remove)) when the cluster exists, else to 1.
     type: int
   provider:
-    description: Where the hosts come from - host containers on a Docker engine, or an OpenStack cloud.
+    description:
+      - Where the hosts come from - host containers on a Docker engine, or an OpenStack cloud.
+      - Defaults to the provider the cluster was created with, else V(local).
     type: str
     choices: [local, openstack]
-    default: local
   subnet:
     description:
       - For provider C(local), the IPv4 subnet of the cluster network in CIDR form (keep tests in
@@ -75,7 +76,8 @@ options:
     default: carina-host:bookworm-lb
   openstack:
     description:
-      - Options of provider C(openstack).
+      - Options of provider C(openstack). An option left out keeps the value the cluster was created
+        with, else the default named in its description.
     type: dict
     default: {}
     suboptions:
@@ -83,42 +85,34 @@ options:
         description: Named cloud of C(clouds.yaml) (AWX's OpenStack credential writes V(devstack)).
         type: str
       flavor:
-        description: Flavor of workers on Nova.
+        description: Flavor of workers on Nova (default V(m1.small)).
         type: str
-        default: m1.small
       master_flavor:
         description: Flavor of managers on Nova; defaults to O(openstack.flavor).
         type: str
       fixed_network:
-        description: Network of the hosts.
+        description: Network of the hosts (default V(private)).
         type: str
-        default: private
       fixed_subnet:
-        description: Subnet of the load balancer's VIP.
+        description: Subnet of the load balancer's VIP (default V(private-subnet)).
         type: str
-        default: private-subnet
       external_network:
-        description: Network of floating IPs.
+        description: Network of floating IPs (default V(public)).
         type: str
-        default: public
       floating_ip_enabled:
-        description: Give hosts and the VIP floating IPs (and reach them through those).
+        description: Give hosts and the VIP floating IPs (and reach them through those) (default V(false)).
         type: bool
-        default: false
       master_server_type:
-        description: V(vm) (Nova) or V(bm) (Ironic) for managers.
+        description: V(vm) (Nova) or V(bm) (Ironic) for managers (default V(vm)).
         type: str
         choices: [vm, bm]
-        default: vm
       server_type:
-        description: V(vm) (Nova) or V(bm) (Ironic) for workers.
+        description: V(vm) (Nova) or V(bm) (Ironic) for workers (default V(vm)).
         type: str
         choices: [vm, bm]
-        default: vm
       resource_class:
-        description: Resource class of the bare metal nodes.
+        description: Resource class of the bare metal nodes (default V(baremetal)).
         type: str
-        default: baremetal
   extra_sans:
     description: More names and addresses put into every manager's server certificate.
     type: list
@@ -335,6 +329,25 @@ def plan_scale(module, name, recorded):
     )
 
 
+OPENSTACK_DEFAULTS = dict(cloud=None, flavor="m1.small", master_flavor=None, fixed_network="private",
+                          fixed_subnet="private-subnet", external_network="public", floating_ip_enabled=False,
+                          master_server_type="vm", server_type="vm", resource_class="baremetal")
+
+
+def fill_provider(module):
+    """Provider and its options left out: the recorded ones when the cluster exists, else the defaults."""
+    p = module.params
+    state_dir = p["state_dir"] or os.path.join(p["home"], "clusters", p["name"])
+    recorded = recorded_spec(state_dir) if NAME_RE.match(p["name"]) else {}
+    p["provider"] = p["provider"] or recorded.get("provider") or "local"
+    given = p["openstack"] or {}
+    before = dict(recorded.get("openstack") or {})
+    before.setdefault("cloud", recorded.get("cloud") or None)
+    p["openstack"] = dict((key, given.get(key) if given.get(key) is not None else before.get(key, default))
+                          for key, default in OPENSTACK_DEFAULTS.items())
+    p["openstack"]["master_flavor"] = p["openstack"]["master_flavor"] or p["openstack"]["flavor"]
+
+
 def fill_counts(module):
     """Counts left out: the recorded ones when the cluster exists (less the named removals), else 1."""
     p = module.params
@@ -368,18 +381,18 @@ def main():
             coe=dict(type="str", choices=["swarm"], default="swarm"),
             masters=dict(type="int"),
             nodes=dict(type="int"),
-            provider=dict(type="str", choices=["local", "openstack"], default="local"),
+            provider=dict(type="str", choices=["local", "openstack"]),
             openstack=dict(type="dict", default={}, options=dict(
                 cloud=dict(type="str"),
-                flavor=dict(type="str", default="m1.small"),
+                flavor=dict(type="str"),
                 master_flavor=dict(type="str"),
-                fixed_network=dict(type="str", default="private"),
-                fixed_subnet=dict(type="str", default="private-subnet"),
-                external_network=dict(type="str", default="public"),
-                floating_ip_enabled=dict(type="bool", default=False),
-                master_server_type=dict(type="str", choices=["vm", "bm"], default="vm"),
-                server_type=dict(type="str", choices=["vm", "bm"], default="vm"),
-                resource_class=dict(type="str", default="baremetal"),
+                fixed_network=dict(type="str"),
+                fixed_subnet=dict(type="str"),
+                external_network=dict(type="str"),
+                floating_ip_enabled=dict(type="bool"),
+                master_server_type=dict(type="str", choices=["vm", "bm"]),
+                server_type=dict(type="str", choices=["vm", "bm"]),
+                resource_class=dict(type="str"),
             )),
             subnet=dict(type="str", default=""),
             image=dict(type="str", default="carina-host:bookworm-engine"),
@@ -394,6 +407,7 @@ def main():
     )
     p = module.params
     fill_counts(module)
+    fill_provider(module)
     problems = check(module)
     if problems:
         module.fail_json(msg="cluster spec of %s is not valid: %s" % (p["name"], "; ".join(problems)),
@@ -445,8 +459,7 @@ def main():
         image="carina-host" if p["provider"] == "openstack" and p["image"] == "carina-host:bookworm-engine"
         else p["image"],
         lb_image=p["lb_image"],
-        openstack=dict(p["openstack"] or {}, master_flavor=(p["openstack"] or {}).get("master_flavor")
-                       or (p["openstack"] or {}).get("flavor") or "m1.small"),
+        openstack=p["openstack"],
         extra_sans=p["extra_sans"],
         state_dir=state_dir,
         pki_dir=os.path.join(state_dir, "pki"),
