@@ -9,7 +9,7 @@ import pytest
 from tests.helpers import ROOT, env, owned_objects
 
 
-@pytest.mark.parametrize("scenario", ["hosts"])
+@pytest.mark.parametrize("scenario", ["hosts", "engine", "swarm"])
 def test_scenario(scenario):
     proc = subprocess.run(
         ["molecule", "test", "-s", scenario], cwd=ROOT, env=env() | {"NO_COLOR": "1", "PY_COLORS": "0"},
