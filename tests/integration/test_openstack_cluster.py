@@ -1,0 +1,208 @@
+"""Swarm clusters on the test cloud: real Keystone, Octavia and Ironic, our Nova/Neutron/Glance.
+
+Hosts are real containers behind the cloud's APIs, the Octavia VIP is a real HAProxy, so the
+cluster answers the docker CLI through the VIP with the credentials bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, env, run_module
+
+openstack = pytest.importorskip("openstack")
+
+CLOUD_DIR = ROOT / ".cache" / "testcloud"
+CLOUDS_YAML = CLOUD_DIR / "clouds.yaml"
+BAREMETAL_NODES = 3
+
+
+def cloud_cmd(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["python3", str(ROOT / "testcloud" / "cloud.py"), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, check=check)
+
+
+def answers() -> bool:
+    proc = cloud_cmd("status", check=False)
+    return proc.returncode == 0
+
+
+def ensure_baremetal_nodes(admin) -> None:
+    """Fake-hardware nodes in resource class baremetal, available, as an operator enrolls them."""
+    have = [n for n in admin.baremetal.nodes(details=True) if (n.name or "").startswith("it-bm-")]
+    for i in range(len(have) + 1, BAREMETAL_NODES + 1):
+        node = admin.baremetal.create_node(name=f"it-bm-{i}", driver="fake-hardware", resource_class="baremetal",
+                                           properties={"cpus": 2, "memory_mb": 2048, "local_gb": 20})
+        admin.baremetal.set_node_provision_state(node, "manage", wait=True, timeout=120)
+        admin.baremetal.set_node_provision_state(node, "provide", wait=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    was_up = answers()
+    proc = cloud_cmd("up", check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(CLOUDS_YAML)
+    admin = openstack.connect(cloud="devstack-admin")
+    ensure_baremetal_nodes(admin)
+    yield {"admin": admin, "demo": openstack.connect(cloud="devstack")}
+    if not was_up:
+        cloud_cmd("down", check=False)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, cloud):
+    home = tmp_path_factory.mktemp("carina-os")
+    yield home
+    for name in ("os-vm", "os-mixed"):
+        playbook("delete", home, name)
+
+
+def playbook(name: str, home: Path, cluster: str, *extra: str) -> subprocess.CompletedProcess:
+    cmd = ["ansible-playbook", f"playbooks/{name}.yml", "-e", f"carina_name={cluster}", "-e", f"carina_home={home}",
+           *extra]
+    extra_env = {"ANSIBLE_NOCOLOR": "1", "OS_CLIENT_CONFIG_FILE": str(CLOUDS_YAML)}
+    return subprocess.run(cmd, cwd=ROOT, env=env() | extra_env, capture_output=True, text=True, timeout=1200,
+                          check=False)
+
+
+def changed_counts(output: str) -> dict[str, int]:
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
+def docker(home: Path, cluster: str, *args: str) -> str:
+    bundle = home / "clusters" / cluster
+    envs = dict(os.environ)
+    for line in (bundle / "docker.env").read_text().splitlines():
+        match = re.match(r"^export (\w+)='(.*)'$", line)
+        if match:
+            envs[match.group(1)] = match.group(2)
+    return subprocess.run(["docker", *args], env=envs, capture_output=True, text=True, timeout=60,
+                          check=True).stdout.strip()
+
+
+def docker_when_ready(home: Path, cluster: str, *args: str, timeout: float = 30) -> str:
+    """The test cloud's HAProxy follows Octavia's members about a second later than the API says."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return docker(home, cluster, *args)
+        except subprocess.CalledProcessError:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
+def owned(conn, cluster: str) -> dict[str, list[str]]:
+    """Everything of a cluster the cloud knows about."""
+    named = f"carina-{cluster}"
+    return {
+        "servers": sorted(s.name for s in conn.compute.servers()
+                          if (s.metadata or {}).get("carina_cluster") == cluster),
+        "ports": sorted(p.name for p in conn.network.ports() if (p.name or "").startswith(cluster + "-")),
+        "floating_ips": sorted(f.floating_ip_address for f in conn.network.ips()
+                               if (f.description or "").startswith(f"carina {cluster}")),
+        "load_balancers": sorted(lb.name for lb in conn.load_balancer.load_balancers() if lb.name == named),
+        "security_groups": sorted(g.name for g in conn.network.security_groups() if g.name == named),
+        "server_groups": sorted(g.name for g in conn.compute.server_groups() if g.name == named),
+        "keypairs": sorted(k.name for k in conn.compute.keypairs() if k.name == named),
+    }
+
+
+def lb_members(conn, cluster: str) -> list[str]:
+    lb = conn.load_balancer.find_load_balancer(f"carina-{cluster}")
+    listener = conn.load_balancer.get_listener(lb.listeners[0]["id"])
+    return sorted(m.address for m in conn.load_balancer.members(listener.default_pool_id))
+
+
+def test_nova_cluster_lifecycle(cloud, home):
+    conn = cloud["demo"]
+    started = time.time()
+    proc = playbook("create", home, "os-vm", "-e", "carina_provider=openstack", "-e", "carina_cloud=devstack",
+                    "-e", "carina_masters=3", "-e", "carina_nodes=2")
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    print(f"create on Nova took {time.time() - started:.1f}s")
+
+    # The plain docker CLI through the Octavia VIP, with the bundle and nothing else.
+    info = json.loads(docker_when_ready(home, "os-vm", "info", "--format", "{{json .Swarm}}"))
+    assert (info["LocalNodeState"], info["Managers"], info["Nodes"]) == ("active", 3, 5)
+    endpoint = json.loads((home / "clusters" / "os-vm" / "cluster.json").read_text())["endpoint"]
+    lb = conn.load_balancer.find_load_balancer("carina-os-vm")
+    assert endpoint == lb.vip_address
+    managers = {s.name: s for s in conn.compute.servers() if (s.metadata or {}).get("carina_role") == "manager"}
+    assert sorted(managers) == ["os-vm-manager-1", "os-vm-manager-2", "os-vm-manager-3"]
+    assert len(lb_members(conn, "os-vm")) == 3
+    groups = [g for g in conn.compute.server_groups() if g.name == "carina-os-vm"]
+    assert len(groups) == 1 and groups[0].policy == "soft-anti-affinity"
+    assert len(groups[0].member_ids) == 5
+
+    again = playbook("create", home, "os-vm")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert all(v == 0 for v in changed_counts(again.stdout).values()), changed_counts(again.stdout)
+
+    # Scaling changes the servers and the load balancer's members.
+    proc = playbook("scale", home, "os-vm", "-e", "carina_masters=1", "-e", "carina_nodes=1")
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    assert owned(conn, "os-vm")["servers"] == ["os-vm-manager-1", "os-vm-worker-1"]
+    assert len(lb_members(conn, "os-vm")) == 1
+    nodes = docker_when_ready(home, "os-vm", "node", "ls", "--format", "{{.Hostname}} {{.Status}}").splitlines()
+    assert sorted(nodes) == ["os-vm-manager-1 Ready", "os-vm-worker-1 Ready"]
+
+    proc = playbook("delete", home, "os-vm")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert owned(conn, "os-vm") == {k: [] for k in owned(conn, "os-vm")}
+    assert not (home / "clusters" / "os-vm").exists()
+
+
+def test_masters_on_nova_workers_on_ironic(cloud, home):
+    admin, conn = cloud["admin"], cloud["demo"]
+    proc = playbook("create", home, "os-mixed", "-e", "carina_provider=openstack", "-e", "carina_cloud=devstack-admin",
+                    "-e", "carina_masters=1", "-e", "carina_nodes=2", "-e", "carina_server_type=bm")
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    info = json.loads(docker_when_ready(home, "os-mixed", "info", "--format", "{{json .Swarm}}"))
+    assert (info["Managers"], info["Nodes"]) == (1, 3)
+    used = [n for n in admin.baremetal.nodes(details=True) if (n.extra or {}).get("carina_cluster") == "os-mixed"]
+    assert sorted(n.extra["carina_name"] for n in used) == ["os-mixed-worker-1", "os-mixed-worker-2"]
+    assert all(n.provision_state == "active" for n in used)
+
+    proc = playbook("delete", home, "os-mixed")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for used_node in used:
+        node = admin.baremetal.get_node(used_node.id)
+        assert node.provision_state == "available", node
+        assert not (node.extra or {}).get("carina_cluster")
+    assert owned(conn, "os-mixed") == {k: [] for k in owned(conn, "os-mixed")}
+
+
+def test_wrong_credentials_fail_clearly(cloud):
+    rc, res = run_module("rax.carina.nova_hosts", {
+        "auth": {"auth_url": "http://127.0.0.1:5000/v3", "username": "demo", "password": "wrong",
+                 "project_name": "demo", "user_domain_name": "Default", "project_domain_name": "Default"},
+        "cluster": "os-bad", "role": "worker", "count": 1})
+    assert rc != 0
+    assert res["msg"].startswith("cannot authenticate to the cloud")
+    assert "401" in res["msg"] or "authentication" in res["msg"].lower()
+
+
+def test_missing_capacity_fails_before_anything(cloud):
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(CLOUDS_YAML)
+    rc, res = run_module("rax.carina.ironic_hosts", {
+        "cloud": "devstack-admin", "cluster": "os-cap", "role": "worker", "count": BAREMETAL_NODES + 2,
+        "image": "carina-host", "network": "private", "public_key": "ssh-ed25519 AAAA x"})
+    assert rc != 0
+    assert "not enough bare metal nodes" in res["msg"] and "no node was touched" in res["msg"]
+    rc, res = run_module("rax.carina.nova_hosts", {
+        "cloud": "devstack", "cluster": "os-cap", "role": "worker", "count": 25, "flavor": "m1.small",
+        "image": "carina-host", "network": "private", "public_key": "ssh-ed25519 AAAA x"})
+    assert rc != 0
+    assert "Quota exceeded" in res["msg"], res["msg"]
+    assert owned(cloud["demo"], "os-cap")["servers"] == []
+    rc, res = run_module("rax.carina.nova_hosts", {"cloud": "devstack", "cluster": "os-cap", "state": "absent"})
+    assert rc == 0
