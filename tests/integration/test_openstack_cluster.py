@@ -147,6 +147,21 @@ def test_nova_cluster_lifecycle(cloud, home):
     assert again.returncode == 0, again.stdout[-3000:]
     assert all(v == 0 for v in changed_counts(again.stdout).values()), changed_counts(again.stdout)
 
+    # The inventory plugin finds the cluster from the cloud's records alone.
+    inventory = home / "os.carina.yml"
+    inventory.write_text("plugin: rax.carina.openstack_clusters\ncloud: devstack\nclusters: [os-vm]\n"
+                         "baremetal: false\n")
+    listing = subprocess.run(["ansible-inventory", "-i", str(inventory), "--list"], cwd=ROOT,
+                             env=env() | {"OS_CLIENT_CONFIG_FILE": str(CLOUDS_YAML)}, capture_output=True, text=True,
+                             timeout=120, check=True)
+    groups = json.loads(listing.stdout)
+    assert sorted(groups["os_vm_managers"]["hosts"]) == ["os-vm-manager-1", "os-vm-manager-2", "os-vm-manager-3"]
+    assert sorted(groups["os_vm_workers"]["hosts"]) == ["os-vm-worker-1", "os-vm-worker-2"]
+    # Values from inventory plugins are untrusted: ansible-inventory marks them as such in its JSON.
+    hostvars = {k: v.get("__ansible_unsafe", v) if isinstance(v, dict) else v
+                for k, v in groups["_meta"]["hostvars"]["os-vm-worker-1"].items()}
+    assert hostvars["carina_role"] == "worker" and hostvars["carina_address"].startswith("198.18.")
+
     # Scaling changes the servers and the load balancer's members.
     proc = playbook("scale", home, "os-vm", "-e", "carina_masters=1", "-e", "carina_nodes=1")
     assert proc.returncode == 0, proc.stdout[-5000:]
@@ -206,3 +221,20 @@ def test_missing_capacity_fails_before_anything(cloud):
     assert owned(cloud["demo"], "os-cap")["servers"] == []
     rc, res = run_module("rax.carina.nova_hosts", {"cloud": "devstack", "cluster": "os-cap", "state": "absent"})
     assert rc == 0
+
+
+def test_bad_flavor_and_error_servers_leave_nothing(cloud):
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(CLOUDS_YAML)
+    args = {"cloud": "devstack", "cluster": "os-bad", "role": "worker", "count": 2, "flavor": "m1.small",
+            "image": "carina-host", "network": "private", "public_key": "ssh-ed25519 AAAA x"}
+    rc, res = run_module("rax.carina.nova_hosts", args | {"flavor": "m1.huge"})
+    assert rc != 0 and res["msg"].startswith("flavor m1.huge not found; the cloud has: ")
+    rc, res = run_module("rax.carina.nova_hosts", args | {"network": "nowhere"})
+    assert rc != 0 and res["msg"] == "network nowhere not found; choose one of the project's networks"
+    rc, res = run_module("rax.carina.nova_hosts", args | {"image": "carina-broken"})
+    assert rc != 0 and "went to ERROR and were deleted again" in res["msg"], res["msg"]
+    assert "os-bad-worker-1 (" in res["msg"]
+    assert owned(cloud["demo"], "os-bad")["servers"] == []
+    rc, res = run_module("rax.carina.nova_hosts", {"cloud": "devstack", "cluster": "os-bad", "state": "absent"})
+    assert rc == 0
+    assert owned(cloud["demo"], "os-bad") == {k: [] for k in owned(cloud["demo"], "os-bad")}
