@@ -30,4 +30,4 @@ py=$(pick_python)
   -r requirements/venv.txt -c requirements/constraints.txt
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
 echo "$want" > "$stamp"
-echo "venv.sh: $VENV ready ($("$VENV/bin/ansible" --version | head -1))" >&2
+echo "venv.sh: $VENV ready (ansible-core $("$VENV/bin/python" -c "from ansible.release import __version__ as v; print(v)"))" >&2

@@ -57,6 +57,7 @@ clusters: [demo]
 
 from ansible.errors import AnsibleError
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
+from ansible_collections.rax.carina.plugins.module_utils.openstack import server_addresses
 
 try:
     import openstack
@@ -73,19 +74,6 @@ META_NAME = "carina_name"
 
 def group_name(cluster, suffix):
     return "%s_%s" % (cluster.replace("-", "_"), suffix)
-
-
-def server_addresses(server):
-    fixed, floating = "", ""
-    for entries in (server.addresses or {}).values():
-        for entry in entries:
-            if entry.get("version", 4) != 4:
-                continue
-            if entry.get("OS-EXT-IPS:type") == "floating":
-                floating = floating or entry["addr"]
-            else:
-                fixed = fixed or entry["addr"]
-    return fixed, floating
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable):

@@ -124,3 +124,23 @@ def describe_sdk_error(exc):
     if status or url:
         parts.append("(HTTP %s %s)" % (status or "", url))
     return " ".join(p for p in parts if p)
+
+
+def server_addresses(server):
+    """(fixed, floating) IPv4 addresses of a Nova server, from its `addresses`."""
+    fixed, floating = "", ""
+    for entries in (server.addresses or {}).values():
+        for entry in entries:
+            if entry.get("version", 4) != 4:
+                continue
+            if entry.get("OS-EXT-IPS:type") == "floating":
+                floating = floating or entry["addr"]
+            else:
+                fixed = fixed or entry["addr"]
+    return fixed, floating
+
+
+def number_of(name):
+    """N of a host named <cluster>-<role>-N (0 when it has none)."""
+    tail = (name or "").rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0

@@ -95,30 +95,9 @@ docker_host:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-
-
-def read(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def write(path, data, mode):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".carina-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes, write_atomic
 
 
 def sh_quote(value):
@@ -167,7 +146,7 @@ def main():
     sources = {}
     for option, dest, marker in (("ca_file", "ca.pem", b"CERTIFICATE"), ("cert_file", "cert.pem", b"CERTIFICATE"),
                                  ("key_file", "key.pem", b"PRIVATE KEY")):
-        data = read(p[option])
+        data = read_bytes(p[option])
         if data is None:
             module.fail_json(msg="%s %s does not exist; issue the certificates first (rax.carina.pki)"
                              % (option, p[option]))
@@ -187,7 +166,7 @@ def main():
     written = []
     for name, data, mode in wanted:
         path = os.path.join(folder, name)
-        if read(path) != data or os.stat(path).st_mode & 0o777 != mode:
+        if read_bytes(path) != data or os.stat(path).st_mode & 0o777 != mode:
             written.append(path)
     folder_new = not os.path.isdir(folder)
     result = dict(changed=bool(written) or folder_new, written=written, docker_host=docker_host,
@@ -198,7 +177,7 @@ def main():
         for name, data, mode in wanted:
             path = os.path.join(folder, name)
             if path in written:
-                write(path, data, mode)
+                write_atomic(path, data, mode)
     module.exit_json(**result)
 
 

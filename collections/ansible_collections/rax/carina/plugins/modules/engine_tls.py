@@ -107,36 +107,13 @@ endpoint:
 import json
 import os
 import socket
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes, write_atomic
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 DROPIN = "/etc/systemd/system/docker.service.d/carina.conf"
-
-
-def read(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def write(path, data, mode):
-    """Write atomically with the final mode from the start (no window with looser rights)."""
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".carina-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def pem(text):
@@ -215,7 +192,7 @@ def main():
     changed_files = []
     mode_only = []
     for path, data, mode in files:
-        if read(path) != data:
+        if read_bytes(path) != data:
             changed_files.append(path)
         elif os.stat(path).st_mode & 0o777 != mode:
             mode_only.append(path)
@@ -233,7 +210,7 @@ def main():
         os.makedirs(folder, mode=0o700, exist_ok=True)
     for path, data, mode in files:
         if path in changed_files:
-            write(path, data, mode)
+            write_atomic(path, data, mode)
         elif path in mode_only:
             os.chmod(path, mode)
     if restart:

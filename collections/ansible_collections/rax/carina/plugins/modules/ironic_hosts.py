@@ -136,6 +136,7 @@ from ansible_collections.rax.carina.plugins.module_utils.openstack import (
     META_CLUSTER,
     META_ROLE,
     CarinaOpenStackModule,
+    number_of,
 )
 
 META_NAME = "carina_name"
@@ -153,11 +154,6 @@ ARGUMENT_SPEC = dict(
     public_key=dict(type="str", no_log=False),
 )
 MODULE_KWARGS = dict(required_if=[("state", "present", ["role"])])
-
-
-def number_of(name):
-    tail = (name or "").rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
 
 
 class IronicHosts(CarinaOpenStackModule):

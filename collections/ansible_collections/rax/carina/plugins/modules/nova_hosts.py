@@ -201,6 +201,8 @@ from ansible_collections.rax.carina.plugins.module_utils.openstack import (
     META_CLUSTER,
     META_ROLE,
     CarinaOpenStackModule,
+    number_of,
+    server_addresses,
 )
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -252,17 +254,9 @@ class NovaHosts(CarinaOpenStackModule):
                 found.append(server)
         return sorted(found, key=lambda s: number_of(s.name))
 
-    def addresses(self, server):
-        fixed, floating = "", ""
-        for entries in (server.addresses or {}).values():
-            for entry in entries:
-                if entry.get("version", 4) != 4:
-                    continue
-                if entry.get("OS-EXT-IPS:type") == "floating":
-                    floating = floating or entry["addr"]
-                else:
-                    fixed = fixed or entry["addr"]
-        return fixed, floating
+    @staticmethod
+    def addresses(server):
+        return server_addresses(server)
 
     def describe(self, server):
         fixed, floating = self.addresses(server)
@@ -493,11 +487,6 @@ class NovaHosts(CarinaOpenStackModule):
             self.present()
         else:
             self.absent()
-
-
-def number_of(name):
-    tail = name.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
 
 
 def port_range(port, protocol):

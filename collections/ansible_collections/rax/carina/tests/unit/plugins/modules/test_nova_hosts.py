@@ -55,8 +55,8 @@ class FakeCloud:
         self.image = SimpleNamespace(find_image=lambda name, ignore_missing=True: self.find(self.images, name))
         self.network = SimpleNamespace(
             find_network=lambda name, ignore_missing=True: self.find(self.networks, name),
-            find_security_group=lambda name, ignore_missing=True: self.find(list(self.security_groups.values()),
-                                                                           name),
+            find_security_group=lambda name, ignore_missing=True: self.find(
+                list(self.security_groups.values()), name),
             create_security_group=self.create_sg,
             delete_security_group=lambda sg, ignore_missing=True: self.security_groups.pop(sg.id, None),
             security_group_rules=lambda security_group_id: [r for r in self.rules
