@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -179,15 +180,23 @@ def test_nova_cluster_lifecycle(cloud, home):
 def test_masters_on_nova_workers_on_ironic(cloud, home):
     admin, conn = cloud["admin"], cloud["demo"]
     proc = playbook("create", home, "os-mixed", "-e", "carina_provider=openstack", "-e", "carina_cloud=devstack-admin",
-                    "-e", "carina_masters=1", "-e", "carina_nodes=2", "-e", "carina_server_type=bm")
+                    "-e", "carina_masters=1", "-e", "carina_nodes=2", "-e", "carina_server_type=bm",
+                    "-e", "carina_floating_ip_enabled=true")
     assert proc.returncode == 0, proc.stdout[-5000:]
     info = json.loads(docker_when_ready(home, "os-mixed", "info", "--format", "{{json .Swarm}}"))
     assert (info["Managers"], info["Nodes"]) == (1, 3)
+    # The endpoint is the VIP's floating IP, on the external network.
+    endpoint = json.loads((home / "clusters" / "os-mixed" / "cluster.json").read_text())["endpoint"]
+    lb = admin.load_balancer.find_load_balancer("carina-os-mixed")
+    fips = [f.floating_ip_address for f in admin.network.ips(port_id=lb.vip_port_id)]
+    assert fips == [endpoint] and endpoint.startswith("198.18.101.")
     used = [n for n in admin.baremetal.nodes(details=True) if (n.extra or {}).get("carina_cluster") == "os-mixed"]
     assert sorted(n.extra["carina_name"] for n in used) == ["os-mixed-worker-1", "os-mixed-worker-2"]
     assert all(n.provision_state == "active" for n in used)
 
-    proc = playbook("delete", home, "os-mixed")
+    # Delete finds everything from the cloud's records even when the local state is gone.
+    shutil.rmtree(home / "clusters" / "os-mixed")
+    proc = playbook("delete", home, "os-mixed", "-e", "carina_provider=openstack", "-e", "carina_cloud=devstack-admin")
     assert proc.returncode == 0, proc.stdout[-3000:]
     for used_node in used:
         node = admin.baremetal.get_node(used_node.id)
