@@ -244,3 +244,24 @@ def test_openstack_options_become_extravars(client):
         client.create("os2", provider="openstack", openstack={"server_type": "metal"})
     with pytest.raises(api.CarinaError, match="need --provider openstack"):
         client.create("os3", openstack={"cloud": "devstack"})
+
+
+def test_run_folders_are_rotated(client):
+    client.create("c1")
+    client.store.update_cluster("c1", status="CREATE_COMPLETE")
+    runs = client.store.list_runs("c1")
+    client.store.update_run(runs[0].id, status="successful", started_at=time.time() - 60)
+    for i in range(api.KEEP_RUNS + 2):
+        with client.store.transaction() as db:
+            run = Run(id=f"old{i:02d}", cluster="c1", action="scale", status="successful",
+                      data_dir=str(client.home / "runs" / f"old{i:02d}"), started_at=time.time() + i)
+            client.store.add_run(db, run)
+        (client.home / "runs" / run.id).mkdir(parents=True)
+        (client.home / "runs" / run.id / "artifacts").mkdir()
+    client._rotate("c1")
+    kept = [r for r in client.store.list_runs("c1") if r.data_dir]
+    assert len(kept) == api.KEEP_RUNS
+    assert [r.id for r in kept] == [f"old{i:02d}" for i in range(2, api.KEEP_RUNS + 2)]
+    assert client.store.get_run(runs[0].id).data_dir == ""
+    assert not (client.home / "runs" / "old00").exists() and (client.home / "runs" / "old11").exists()
+    assert len(client.store.list_runs("c1")) == len(runs) + api.KEEP_RUNS + 2  # the records stay
