@@ -26,6 +26,8 @@ import re
 import secrets
 import stat
 
+from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes
+
 try:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -606,15 +608,6 @@ def write_file_atomic(path, data, mode, durable=False):
         raise
 
 
-def read_file(path):
-    """Bytes of ``path``, or None when it does not exist."""
-    try:
-        with open(path, 'rb') as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
 def file_mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
@@ -646,8 +639,8 @@ class Item:
 
     def load(self):
         """Read the pair; return None when it looks usable, else 'missing' or 'unparseable'."""
-        cert_data = read_file(self.cert_path)
-        key_data = read_file(self.key_path)
+        cert_data = read_bytes(self.cert_path)
+        key_data = read_bytes(self.key_path)
         self.cert_exists = cert_data is not None
         if cert_data is not None:
             try:
@@ -852,7 +845,7 @@ class ClusterPKI:
         self.remove.append(full)
         if name.endswith('.pem') and not name.endswith('-key.pem'):
             label = 'ca' if name == CA_CERT else name[:-len('.pem')].replace('-', ':', 1)
-            data = read_file(full)
+            data = read_bytes(full)
             cert = None
             if data is not None:
                 try:
