@@ -21,7 +21,7 @@ label_of() { docker image inspect --format '{{ index .Config.Labels "carina.reci
 build_base() {
   local tag="$REPO:bookworm"
   [ "$(label_of "$tag")" = "$base_hash" ] && return 0
-  command -v debootstrap >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2; }
+  command -v debootstrap >/dev/null || { apt-get update -qq >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2; }
   local rootfs="$CACHE/rootfs-$base_hash"
   echo "image.sh: debootstrap bookworm into $rootfs" >&2
   rm -rf "$rootfs" && mkdir -p "$rootfs"
