@@ -103,6 +103,17 @@ class CarinaOpenStackModule:
             time.sleep(delay)
 
     def run(self):
+        """Connect, then reconcile: present() or absent() after O(state)."""
+        self.connect()
+        if self.params["state"] == "present":
+            self.present()
+        else:
+            self.absent()
+
+    def present(self):
+        raise NotImplementedError
+
+    def absent(self):
         raise NotImplementedError
 
     def __call__(self):

@@ -308,13 +308,6 @@ class IronicHosts(CarinaOpenStackModule):
         if not self.check_mode:
             self.release(nodes)
 
-    def run(self):
-        self.connect()
-        if self.params["state"] == "present":
-            self.present()
-        else:
-            self.absent()
-
 
 def main():
     IronicHosts()()

@@ -254,12 +254,8 @@ class NovaHosts(CarinaOpenStackModule):
                 found.append(server)
         return sorted(found, key=lambda s: number_of(s.name))
 
-    @staticmethod
-    def addresses(server):
-        return server_addresses(server)
-
     def describe(self, server):
-        fixed, floating = self.addresses(server)
+        fixed, floating = server_addresses(server)
         return dict(name=server.name, id=server.id, role=self.role, address=fixed, floating_ip=floating,
                     status=server.status)
 
@@ -382,7 +378,7 @@ class NovaHosts(CarinaOpenStackModule):
 
     def attach_floating_ips(self, servers, external):
         for server in servers:
-            _fixed, floating = self.addresses(server)
+            _fixed, floating = server_addresses(server)
             if floating:
                 continue
             self.result["changed"] = True
@@ -448,7 +444,7 @@ class NovaHosts(CarinaOpenStackModule):
                 p["external_network"], ignore_missing=False))
             if p["wait"]:
                 self.wait_for("floating IPs to show on the servers",
-                              lambda: all(self.addresses(self.conn.compute.get_server(s.id))[1] for s in servers))
+                              lambda: all(server_addresses(self.conn.compute.get_server(s.id))[1] for s in servers))
             servers = [self.conn.compute.get_server(s.id) for s in servers]
         self.result["hosts"] = [self.describe(s) for s in servers]
         self.result.update(security_group=sg_id, server_group=group_id)
@@ -480,13 +476,6 @@ class NovaHosts(CarinaOpenStackModule):
             self.result["removed"].append("key pair %s" % self.key_name)
             if not self.check_mode:
                 self.conn.compute.delete_keypair(self.key_name, ignore_missing=True)
-
-    def run(self):
-        self.connect()
-        if self.params["state"] == "present":
-            self.present()
-        else:
-            self.absent()
 
 
 def port_range(port, protocol):

@@ -360,13 +360,6 @@ class OctaviaLB(CarinaOpenStackModule):
                           lambda: self.conn.load_balancer.find_load_balancer(lb.id, ignore_missing=True) is None,
                           delay=0.5)
 
-    def run(self):
-        self.connect()
-        if self.params["state"] == "present":
-            self.present()
-        else:
-            self.absent()
-
 
 def main():
     OctaviaLB()()

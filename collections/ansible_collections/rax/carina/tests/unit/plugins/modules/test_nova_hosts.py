@@ -7,14 +7,13 @@
 from __future__ import annotations
 
 import itertools
-import json
 from types import SimpleNamespace
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.rax.carina.plugins.module_utils import openstack as os_utils
 from ansible_collections.rax.carina.plugins.modules import nova_hosts
+from ansible_collections.rax.carina.tests.unit.plugins.modules.module_runner import run_module
 
 openstack = pytest.importorskip("openstack")
 
@@ -131,12 +130,7 @@ def cloud(monkeypatch):
 
 
 def run(capsys, args, check_mode=False):
-    args = dict(args)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args), pytest.raises(SystemExit):
-        nova_hosts.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(nova_hosts.main, capsys, args, check_mode)
 
 
 BASE = {
