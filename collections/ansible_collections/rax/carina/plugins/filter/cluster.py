@@ -11,25 +11,31 @@ from ansible.errors import AnsibleFilterError
 LOCAL_SANS = ["127.0.0.1", "localhost"]
 
 
-def server_certs(nodes, endpoint_sans=None, extra_sans=None):
+DEFAULT_PROFILE = {"master": ["node", "endpoint", "extra"], "worker": ["node"]}
+
+
+def server_certs(nodes, endpoint_sans=None, extra_sans=None, server_sans=None):
     """One rax.carina.cluster_pki server entry per node.
 
-    Every node's certificate names the node (name, address, 127.0.0.1, localhost); managers'
-    certificates also name the cluster endpoint and the extra SANs, since clients reach the
-    managers through the load balancer.
+    What each certificate names comes from the COE contract's C(pki.server_sans), per role:
+    C(node) (the node's name, address, 127.0.0.1, localhost), C(endpoint) (the load balancer's
+    names and addresses, for nodes that clients reach through it) and C(extra) (the extra SANs).
     """
+    profile = server_sans or DEFAULT_PROFILE
     out = []
     for node in nodes or []:
         try:
             name, address, role = node["name"], node["address"], node["role"]
         except (KeyError, TypeError) as exc:
             raise AnsibleFilterError("server_certs: each node needs name, address and role (%s)" % exc) from exc
-        sans = [name, *LOCAL_SANS]
-        if address:
-            sans.insert(1, address)
-        if role == "manager":
-            sans.extend(s for s in (endpoint_sans or []) if s)
-            sans.extend(extra_sans or [])
+        parts = profile.get(role, ["node"])
+        sans = []
+        if "node" in parts:
+            sans = [name, *([address] if address else []), *LOCAL_SANS]
+        if "endpoint" in parts:
+            sans.extend(s for s in (endpoint_sans or []) if s and s not in sans)
+        if "extra" in parts:
+            sans.extend(s for s in (extra_sans or []) if s not in sans)
         out.append({"name": name, "sans": sans})
     return out
 
@@ -43,6 +49,23 @@ def cluster_nodes(hostnames, hostvars):
     return nodes
 
 
+def client_certs(clients, cluster):
+    """rax.carina.cluster_pki client entries from a COE contract's pki.clients ({cluster} filled in)."""
+    out = []
+    for client in clients or []:
+        try:
+            entry = {"name": client["name"]}
+        except (KeyError, TypeError) as exc:
+            raise AnsibleFilterError("client_certs: each client needs a name (%s)" % exc) from exc
+        if client.get("common_name"):
+            entry["common_name"] = str(client["common_name"]).replace("{cluster}", cluster)
+        for key in ("organization",):
+            if client.get(key):
+                entry[key] = client[key]
+        out.append(entry)
+    return out
+
+
 class FilterModule:
     def filters(self):
-        return {"server_certs": server_certs, "cluster_nodes": cluster_nodes}
+        return {"server_certs": server_certs, "cluster_nodes": cluster_nodes, "client_certs": client_certs}

@@ -19,14 +19,22 @@ def read_bytes(path):
         return None
 
 
-def write_atomic(path, data, mode):
-    """Write through a temporary file in the same folder, with `mode` from the start (no window with
-    looser rights for key files), then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".carina-")
+def write_atomic(path, data, mode, durable=False):
+    """The one atomic writer: write through a temporary file in the same folder, created with `mode`
+    from the start (no window with looser rights for key files), then rename it over `path`.
+
+    `durable` also fsyncs the data before the rename (for files whose loss costs more than a
+    rewrite, like a CA); without it, many files are written fast.
+    """
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".carina-")
     try:
+        # mkstemp makes 0600; set the mode exactly before anything is written.
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -23,10 +23,9 @@ import datetime
 import ipaddress
 import os
 import re
-import secrets
 import stat
 
-from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes
+from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes, write_atomic
 
 try:
     from cryptography import x509
@@ -576,38 +575,6 @@ def build_leaf_cert(spec, key, ca_cert, ca_key, *, not_before, not_after):
 # --------------------------------------------------------------------------------------------
 
 
-def write_file_atomic(path, data, mode, durable=False):
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace.
-
-    The temporary file is created with ``mode`` (never wider), so a key is 0600 from its first byte.
-    ``durable`` also fsyncs the data before the rename: used for the CA, whose loss would force a
-    new CA; a torn leaf file is simply reissued on the next run, and skipping fsync there keeps
-    issuing many certificates fast.
-    """
-    directory, base = os.path.split(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
-    while True:
-        temp_path = os.path.join(directory, '.%s.%s.tmp' % (base, secrets.token_hex(8)))
-        try:
-            fd = os.open(temp_path, flags, mode)
-        except FileExistsError:
-            continue
-        break
-    try:
-        # The umask can only have narrowed the mode; set it exactly before anything is written.
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_path)
-        raise
-
-
 def file_mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
@@ -887,8 +854,8 @@ class ClusterPKI:
                 ca.cert = build_ca_cert(ca.key, config.ca_common_name, not_before=not_before,
                                         not_after=ca.not_after)
                 ca.fingerprint = fingerprint_sha256(ca.cert)
-                write_file_atomic(ca.key_path, key_to_pem(ca.key), KEY_MODE, durable=True)
-                write_file_atomic(ca.cert_path, cert_to_pem(ca.cert), CERT_MODE, durable=True)
+                write_atomic(ca.key_path, key_to_pem(ca.key), KEY_MODE, durable=True)
+                write_atomic(ca.cert_path, cert_to_pem(ca.cert), CERT_MODE, durable=True)
             for item in [ca, *self.leaves]:
                 if item.fix_key_mode:
                     os.chmod(item.key_path, KEY_MODE)
@@ -898,8 +865,8 @@ class ClusterPKI:
                 item.key = generate_key(config.key_type, config.rsa_key_size)
                 item.cert = build_leaf_cert(item.spec, item.key, ca.cert, ca.key,
                                             not_before=not_before, not_after=item.not_after)
-                write_file_atomic(item.key_path, key_to_pem(item.key), KEY_MODE)
-                write_file_atomic(item.cert_path, cert_to_pem(item.cert), CERT_MODE)
+                write_atomic(item.key_path, key_to_pem(item.key), KEY_MODE)
+                write_atomic(item.cert_path, cert_to_pem(item.cert), CERT_MODE)
         for full in self.remove:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(full)

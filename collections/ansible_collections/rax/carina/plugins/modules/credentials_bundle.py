@@ -8,13 +8,13 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: credentials_bundle
-short_description: The credentials bundle of a cluster, for the docker CLI
+short_description: The credentials bundle of a cluster, for the COE's own client
 version_added: 0.1.0
 description:
   - Writes a cluster's credentials bundle into one folder, as Carina handed it out - C(ca.pem),
-    C(cert.pem), C(key.pem) (mode 0600) and the snippets C(docker.env) (sh, bash, zsh),
-    C(docker.fish), C(docker.ps1) (PowerShell) and C(docker.cmd) (cmd.exe) that set
-    C(DOCKER_HOST=tcp://<endpoint>:<port>), C(DOCKER_TLS_VERIFY=1), C(DOCKER_CERT_PATH) and
+    C(cert.pem), C(key.pem) (mode 0600) and one snippet per shell, C(<basename>.env) (sh, bash,
+    zsh), C(<basename>.fish), C(<basename>.ps1) (PowerShell) and C(<basename>.cmd) (cmd.exe), each
+    setting the environment O(env) names (the COE contract's C(credentials.env)) and
     C(CARINA_CLUSTER_NAME).
   - Runs where the bundle should be (usually the controller); reads the certificates from files
     there. Only files whose content or mode differ are written.
@@ -47,10 +47,16 @@ options:
     description: Address or name of the cluster endpoint (load balancer).
     type: str
     required: true
-  port:
-    description: Port of the endpoint.
-    type: int
-    default: 2376
+  env:
+    description:
+      - The environment the snippets set, by variable name; in the values C({endpoint}) becomes
+        O(endpoint) and C({path}) the bundle's folder.
+    type: dict
+    required: true
+  basename:
+    description: Name of the snippets without their extension (the COE contract's C(credentials.basename)).
+    type: str
+    required: true
   ca_file:
     description: Path of the CA certificate to copy.
     type: path
@@ -71,6 +77,11 @@ EXAMPLES = r"""
     path: ~/.carina/clusters/demo
     cluster_name: demo
     endpoint: 198.18.10.3
+    basename: docker
+    env:
+      DOCKER_HOST: "tcp://{endpoint}:2376"
+      DOCKER_TLS_VERIFY: "1"
+      DOCKER_CERT_PATH: "{path}"
     ca_file: ~/.carina/clusters/demo/pki/ca.pem
     cert_file: ~/.carina/clusters/demo/pki/client-admin.pem
     key_file: ~/.carina/clusters/demo/pki/client-admin-key.pem
@@ -87,11 +98,11 @@ written:
   returned: always
   type: list
   elements: str
-docker_host:
-  description: The C(DOCKER_HOST) of the bundle.
+env:
+  description: The environment the snippets set (but C(CARINA_CLUSTER_NAME)).
   returned: always
-  type: str
-  sample: tcp://198.18.10.3:2376
+  type: dict
+  sample: {DOCKER_HOST: "tcp://198.18.10.3:2376", DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: /root/.carina/clusters/demo}
 """
 
 import os
@@ -104,26 +115,21 @@ def sh_quote(value):
     return "'" + value.replace("'", "'\"'\"'") + "'"
 
 
-def snippets(name, docker_host, cert_path):
-    env = {
-        "DOCKER_HOST": docker_host,
-        "DOCKER_TLS_VERIFY": "1",
-        "DOCKER_CERT_PATH": cert_path,
-        "CARINA_CLUSTER_NAME": name,
-    }
-    sh = ["# Cluster %s: source this file (sh, bash, zsh), then use docker as usual." % name]
+def snippets(name, basename, env):
+    env = dict(env, CARINA_CLUSTER_NAME=name)
+    sh = ["# Cluster %s: source this file (sh, bash, zsh), then use the cluster's client as usual." % name]
     sh += ["export %s=%s" % (k, sh_quote(v)) for k, v in env.items()]
-    fish = ["# Cluster %s: source this file in fish, then use docker as usual." % name]
+    fish = ["# Cluster %s: source this file in fish, then use the cluster's client as usual." % name]
     fish += ["set -gx %s %s" % (k, sh_quote(v)) for k, v in env.items()]
-    ps1 = ["# Cluster %s: dot-source this file in PowerShell, then use docker as usual." % name]
+    ps1 = ["# Cluster %s: dot-source this file in PowerShell, then use the cluster's client as usual." % name]
     ps1 += ["$env:%s = '%s'" % (k, v.replace("'", "''")) for k, v in env.items()]
-    cmd = ["@echo off", "REM Cluster %s: run this file in cmd.exe, then use docker as usual." % name]
+    cmd = ["@echo off", "REM Cluster %s: run this file in cmd.exe, then use the cluster's client as usual." % name]
     cmd += ['set "%s=%s"' % (k, v) for k, v in env.items()]
     return {
-        "docker.env": ("\n".join(sh) + "\n").encode(),
-        "docker.fish": ("\n".join(fish) + "\n").encode(),
-        "docker.ps1": ("\r\n".join(ps1) + "\r\n").encode(),
-        "docker.cmd": ("\r\n".join(cmd) + "\r\n").encode(),
+        basename + ".env": ("\n".join(sh) + "\n").encode(),
+        basename + ".fish": ("\n".join(fish) + "\n").encode(),
+        basename + ".ps1": ("\r\n".join(ps1) + "\r\n").encode(),
+        basename + ".cmd": ("\r\n".join(cmd) + "\r\n").encode(),
     }
 
 
@@ -133,7 +139,8 @@ def main():
             path=dict(type="path", required=True),
             cluster_name=dict(type="str", required=True),
             endpoint=dict(type="str", required=True),
-            port=dict(type="int", default=2376),
+            env=dict(type="dict", required=True),
+            basename=dict(type="str", required=True),
             ca_file=dict(type="path", required=True),
             cert_file=dict(type="path", required=True),
             key_file=dict(type="path", required=True),
@@ -155,13 +162,18 @@ def main():
         sources[dest] = data
 
     folder = p["path"]
-    docker_host = "tcp://%s:%d" % (p["endpoint"], p["port"])
+    if not p["basename"] or "/" in p["basename"] or p["basename"].startswith("."):
+        module.fail_json(msg="basename %r must be a plain file name" % p["basename"])
+    try:
+        env = dict((key, str(value).format(endpoint=p["endpoint"], path=folder)) for key, value in p["env"].items())
+    except (KeyError, IndexError, ValueError) as exc:
+        module.fail_json(msg="env values may hold {endpoint} and {path} only (%s)" % exc)
     wanted = [
         ("ca.pem", sources["ca.pem"], 0o644),
         ("cert.pem", sources["cert.pem"], 0o644),
         ("key.pem", sources["key.pem"], 0o600),
     ]
-    wanted += [(name, data, 0o644) for name, data in snippets(p["cluster_name"], docker_host, folder).items()]
+    wanted += [(name, data, 0o644) for name, data in snippets(p["cluster_name"], p["basename"], env).items()]
 
     written = []
     for name, data, mode in wanted:
@@ -169,7 +181,7 @@ def main():
         if read_bytes(path) != data or os.stat(path).st_mode & 0o777 != mode:
             written.append(path)
     folder_new = not os.path.isdir(folder)
-    result = dict(changed=bool(written) or folder_new, written=written, docker_host=docker_host,
+    result = dict(changed=bool(written) or folder_new, written=written, env=env,
                   files=[os.path.join(folder, name) for name, _d, _m in wanted])
     if not module.check_mode:
         if folder_new:

@@ -51,6 +51,12 @@ options:
     description: TCP port of the Docker API over TLS.
     type: int
     default: 2376
+  bind_address:
+    description:
+      - Address the TLS port listens on. V(0.0.0.0) is every address; a node that also carries a
+        load balancer on the same port (a virtual IP on the masters) listens on its own address only.
+    type: str
+    default: 0.0.0.0
   tls_dir:
     description: Folder of the certificates on the host.
     type: path
@@ -120,11 +126,11 @@ def pem(text):
     return (text.strip() + "\n").encode()
 
 
-def wait_for_port(port, timeout):
+def wait_for_port(address, port, timeout):
     deadline = time.time() + timeout
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2):
+            with socket.create_connection((address, port), timeout=2):
                 return True
         except OSError:
             if time.time() > deadline:
@@ -140,7 +146,8 @@ def validate(module):
     if "PRIVATE KEY-----" not in p["key"]:
         module.fail_json(msg="key is not a PEM private key")
     if not os.path.exists(p["dockerd"]):
-        module.fail_json(msg="%s not found: install the Docker engine first (rax.carina.engine does)" % p["dockerd"])
+        module.fail_json(msg="%s not found: install the Docker engine first (rax.carina.runtime_docker does)"
+                         % p["dockerd"])
 
 
 def wanted_files(p):
@@ -148,7 +155,7 @@ def wanted_files(p):
     tls = p["tls_dir"]
     daemon = dict(p["daemon_options"])
     daemon.update(
-        hosts=["unix:///var/run/docker.sock", "tcp://0.0.0.0:%d" % p["port"]],
+        hosts=["unix:///var/run/docker.sock", "tcp://%s:%d" % (p["bind_address"], p["port"])],
         tls=True,
         tlsverify=True,
         tlscacert=os.path.join(tls, "ca.pem"),
@@ -177,6 +184,7 @@ def main():
             cert=dict(type="str", required=True),
             key=dict(type="str", required=True, no_log=True),
             port=dict(type="int", default=2376),
+            bind_address=dict(type="str", default="0.0.0.0"),  # noqa: S104 - every address is the default
             tls_dir=dict(type="path", default="/etc/docker/tls"),
             labels=dict(type="dict", default={}),
             daemon_options=dict(type="dict", default={}),
@@ -202,7 +210,7 @@ def main():
     running = rc == 0
     restart = bool(changed_files) or not running
     result = dict(changed=bool(changed_files or mode_only or restart), changed_files=changed_files,
-                  restarted=restart, endpoint="tcp://0.0.0.0:%d" % p["port"])
+                  restarted=restart, endpoint="tcp://%s:%d" % (p["bind_address"], p["port"]))
     if module.check_mode:
         module.exit_json(**result)
 
@@ -221,7 +229,8 @@ def main():
         if rc != 0:
             _rc, journal, _e = module.run_command(["journalctl", "-u", "docker.service", "-n", "15", "--no-pager"])
             module.fail_json(msg="the Docker engine did not restart with TLS: %s %s" % (err or out, journal), **result)
-    if not wait_for_port(p["port"], p["wait_timeout"]):
+    probe = "127.0.0.1" if p["bind_address"] in ("0.0.0.0", "") else p["bind_address"]  # noqa: S104 - the wildcard
+    if not wait_for_port(probe, p["port"], p["wait_timeout"]):
         module.fail_json(msg="the Docker engine does not answer on port %d after %ds" % (p["port"], p["wait_timeout"]),
                          **result)
     module.exit_json(**result)
