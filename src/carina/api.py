@@ -3,78 +3,72 @@
 Every action records the cluster, starts the collection's playbook in a detached worker process
 through ansible-runner, and returns at once with the cluster *_IN_PROGRESS, like Magnum's API
 answers 202 Accepted. The worker moves the cluster to *_COMPLETE or *_FAILED.
+
+A spec is judged first by the collection's own planning rules (carina.planning); nothing is
+recorded for a refused one. Nothing here knows a COE: its words, ports, bundle, shells and health
+probe come from its contract and plug-in (carina.coes).
 """
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import json
 import os
-import re
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-from carina import paths
+from carina import coes, paths, planning
+from carina.coes import Coe, Health
+from carina.errors import CarinaError
 from carina.hygiene import scrub_artifacts, stop_run_processes
 from carina.store import IN_PROGRESS, RUN_ACTIVE, Cluster, Conflict, Run, Store
 
-NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
-COES = ("swarm",)
-PROVIDERS = ("local", "openstack")
-# Options of provider openstack, as the playbooks name them (carina_<option>).
-OPENSTACK_OPTIONS = ("cloud", "flavor", "master_flavor", "fixed_network", "fixed_subnet", "external_network",
-                     "floating_ip_enabled", "master_server_type", "server_type", "resource_class")
+__all__ = ["CarinaError", "Client", "Conflict", "Health", "static_hosts"]
+
 KEEP_RUNS = 10  # run folders (artifacts) kept per cluster; their events stay in the store
-SHELLS = {"bash": "docker.env", "sh": "docker.env", "zsh": "docker.env", "fish": "docker.fish",
-          "powershell": "docker.ps1", "cmd": "docker.cmd"}
+# The inventory groups a provider whose hosts exist already (static) reads, by what they hold; the
+# playbooks read the same defaults (carina_masters_group, carina_workers_group, carina_lb_group).
+STATIC_GROUPS = {"master": "masters", "worker": "workers", "lb": "lb"}
+STATIC = "static"
 
 
-class CarinaError(Exception):
-    """An action was refused; the message says why and what to do."""
+def static_hosts(inventory: Path) -> dict:
+    """{master: [...], worker: [...], lb: [...], vip: ...}: the hosts an inventory puts in groups masters,
+    workers and lb, and its carina_vip.
 
-
-@dataclass
-class Health:
-    status: str  # HEALTHY, UNHEALTHY, UNKNOWN
-    reason: str
-
-
-def validate_spec(name: str, coe: str, masters: int, nodes: int, provider: str) -> None:
-    """The checks a user gets at once; the playbook checks everything again before it makes anything."""
-    if not NAME_RE.match(name) or "--" in name:
-        raise CarinaError(
-            f"name {name!r}: use 1 to 40 lower-case letters, digits and single '-', starting with a letter")
-    if coe not in COES:
-        raise CarinaError(f"coe {coe!r} is not supported; choose one of: {', '.join(COES)}")
-    if provider not in PROVIDERS:
-        raise CarinaError(f"provider {provider!r} is not supported; choose one of: {', '.join(PROVIDERS)}")
-    if masters < 1 or masters > 7 or masters % 2 == 0:
-        raise CarinaError(f"masters={masters}: the number of managers must be odd, from 1 to 7")
-    if nodes < 0:
-        raise CarinaError(f"nodes={nodes}: the number of workers must be 0 or more")
-
-
-def docker_api(bundle: Path, endpoint: str, path: str, port: int = 2376) -> list | dict:
-    """GET a Docker API path through the cluster endpoint with the bundle's mutual TLS."""
-    ctx = ssl.create_default_context(cafile=str(bundle / "ca.pem"))
-    ctx.load_cert_chain(str(bundle / "cert.pem"), str(bundle / "key.pem"))
-    conn = http.client.HTTPSConnection(endpoint, port, context=ctx, timeout=5)
+    Read with ansible-inventory (any inventory source Ansible reads: INI, YAML, a plugin's config),
+    in a process of its own so that its warnings do not reach the user's terminal.
+    """
+    env = dict(os.environ, ANSIBLE_INVENTORY_UNPARSED_FAILED="True", ANSIBLE_COLLECTIONS_PATH=paths.collections_path())
     try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise ValueError(f"{path}: HTTP {response.status} {body[:200]!r}")
-        return json.loads(body)
-    finally:
-        conn.close()
+        proc = subprocess.run([sys.executable, "-m", "ansible.cli.inventory", "-i", str(inventory), "--list"],
+                              capture_output=True, text=True, env=env, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CarinaError(f"inventory {inventory} could not be read: {exc}") from exc
+    if proc.returncode != 0:
+        lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if "ERROR" in line or "Failed" in line] or lines or [f"rc={proc.returncode}"]
+        raise CarinaError(f"inventory {inventory} could not be read: {errors[0]}")
+    groups = json.loads(proc.stdout)
+
+    def members(group: str, seen: frozenset = frozenset()) -> list[str]:
+        entry = groups.get(group) or {}
+        found = list(entry.get("hosts") or [])
+        for child in entry.get("children") or []:
+            if child not in seen:
+                found += [h for h in members(child, seen | {group}) if h not in found]
+        return found
+
+    found: dict = {role: members(group) for role, group in STATIC_GROUPS.items()}
+    hostvars = (groups.get("_meta") or {}).get("hostvars") or {}
+    found["vip"] = next((str(hostvars[h]["carina_vip"]) for h in found["master"]
+                         if (hostvars.get(h) or {}).get("carina_vip")), "")
+    return found
 
 
 def process_start(pid: int) -> str:
@@ -94,13 +88,17 @@ class Client:
 
     # -- reading ----------------------------------------------------------------------------
     def list(self) -> list[Cluster]:
-        return [self._reconcile(c) for c in self.store.list_clusters()]
+        return [self._with_url(self._reconcile(c)) for c in self.store.list_clusters()]
 
     def get(self, name: str) -> Cluster:
         cluster = self.store.get_cluster(name)
         if cluster is None:
             raise CarinaError(f"cluster {name} not found; `carina ls` lists the clusters")
-        return self._reconcile(cluster)
+        return self._with_url(self._reconcile(cluster))
+
+    def coe(self, name: str) -> Coe:
+        """The plug-in of a cluster's COE."""
+        return coes.get(self.get(name).coe)
 
     def runs(self, name: str | None = None) -> list[Run]:
         return self.store.list_runs(name)
@@ -143,22 +141,28 @@ class Client:
         return self.store.get_cluster(cluster.name) or cluster
 
     # -- actions ----------------------------------------------------------------------------
-    def create(self, name: str, *, coe: str = "swarm", masters: int = 1, nodes: int = 1, provider: str = "local",
-               subnet: str = "", extra_sans: list[str] | None = None,
-               openstack: dict | None = None) -> tuple[Cluster, Run]:
-        validate_spec(name, coe, masters, nodes, provider)
-        extravars = {"carina_name": name, "carina_coe": coe, "carina_masters": masters, "carina_nodes": nodes,
-                     "carina_provider": provider, "carina_extra_sans": extra_sans or []}
-        for key, value in (openstack or {}).items():
-            if key not in OPENSTACK_OPTIONS:
-                raise CarinaError(f"unknown openstack option {key!r}; known: {', '.join(OPENSTACK_OPTIONS)}")
-            if value not in (None, ""):
-                extravars[f"carina_{key}"] = value
+    def create(self, name: str, *, coe: str | None = None, masters: int | None = None, nodes: int | None = None,
+               provider: str = "local", subnet: str = "", extra_sans: list[str] | None = None,
+               openstack: dict | None = None, inventory: str | Path | None = None) -> tuple[Cluster, Run]:
+        """Record the cluster CREATE_IN_PROGRESS and start its create run; counts left out come from the contract.
+
+        The spec is judged by the collection's planning rules first: a refused spec raises CarinaError
+        with every problem and records nothing. Provider static takes its hosts from `inventory`
+        (groups masters and workers), which every later run of the cluster reuses.
+        """
+        coe = coe or coes.default()
+        openstack = {k: v for k, v in (openstack or {}).items() if v not in (None, "")}
         if openstack and provider != "openstack":
             raise CarinaError("openstack options need --provider openstack")
-        for key in ("master_server_type", "server_type"):
-            if (openstack or {}).get(key) not in (None, "", "vm", "bm"):
-                raise CarinaError(f"{key} {openstack[key]!r}: choose vm (Nova) or bm (Ironic)")
+        options, hosts = self._provider_inputs(provider, inventory, masters, nodes)
+        request = {"name": name, "coe": coe, "operation": "create", "masters": masters, "nodes": nodes,
+                   "provider": provider, "openstack": openstack, "subnet": subnet, "extra_sans": extra_sans or [],
+                   **self._inventory_request(hosts)}
+        plan = self._plan(request)
+        masters, nodes = plan["masters"], plan["nodes"]
+        extravars = {"carina_name": name, "carina_coe": coe, "carina_masters": masters, "carina_nodes": nodes,
+                     "carina_provider": provider, "carina_extra_sans": extra_sans or []}
+        extravars.update((f"carina_{key}", value) for key, value in openstack.items())
         if subnet:
             extravars["carina_subnet"] = subnet
         with self.store.transaction() as db:
@@ -170,8 +174,8 @@ class Client:
                     raise Conflict(f"cluster {name} failed to create with masters={existing.masters} "
                                    f"nodes={existing.nodes}; retry with the same spec or `carina rm {name}` first")
             cluster = Cluster(name=name, status="CREATE_IN_PROGRESS", coe=coe, provider=provider, masters=masters,
-                              nodes=nodes, subnet=subnet,
-                              created_at=existing.created_at if existing else time.time())
+                              nodes=nodes, subnet=subnet, contract_version=plan["contract_version"],
+                              options=options, created_at=existing.created_at if existing else time.time())
             run = self._new_run(cluster, "create", "rax.carina.create", extravars)
             cluster.current_run = run.id
             self.store.put_cluster(db, cluster)
@@ -180,6 +184,9 @@ class Client:
         return self.get(name), self.run(run.id)
 
     def delete(self, name: str) -> tuple[Cluster, Run]:
+        with self.store.connect() as db:
+            cluster = self._idle(name, db)
+        self._plan({"name": name, "coe": cluster.coe, "operation": "delete"})
         with self.store.transaction() as db:
             cluster = self._idle(name, db)
             run = self._new_run(cluster, "delete", "rax.carina.delete", {"carina_name": name})
@@ -197,19 +204,19 @@ class Client:
 
     def resize(self, name: str, *, nodes: int | None = None, masters: int | None = None,
                remove: list[str] | None = None) -> tuple[Cluster, Run]:
-        if nodes is not None and nodes < 0:
-            raise CarinaError(f"nodes={nodes}: the number of workers must be 0 or more")
-        if masters is not None and (masters < 1 or masters > 7 or masters % 2 == 0):
-            raise CarinaError(f"masters={masters}: the number of managers must be odd, from 1 to 7")
+        """Start a scale run; the counts are judged by the COE's rules and the cluster's record first."""
+        with self.store.connect() as db:
+            cluster = self._scalable(name, db)
+        _options, hosts = self._provider_inputs(cluster.provider, cluster.options.get("inventory"), masters, nodes)
+        self._plan({"name": name, "coe": cluster.coe, "operation": "scale", "masters": masters, "nodes": nodes,
+                    "provider": cluster.provider, "remove": remove or [], **self._inventory_request(hosts)})
+        extravars: dict = {"carina_name": name, "carina_remove_nodes": remove or []}
+        if nodes is not None:
+            extravars["carina_nodes"] = nodes
+        if masters is not None:
+            extravars["carina_masters"] = masters
         with self.store.transaction() as db:
-            cluster = self._idle(name, db)
-            if cluster.status == "CREATE_FAILED":
-                raise Conflict(f"cluster {name} failed to create; retry `carina create` or `carina rm {name}`")
-            extravars: dict = {"carina_name": name, "carina_remove_nodes": remove or []}
-            if nodes is not None:
-                extravars["carina_nodes"] = nodes
-            if masters is not None:
-                extravars["carina_masters"] = masters
+            cluster = self._scalable(name, db)
             run = self._new_run(cluster, "scale", "rax.carina.scale", extravars)
             cluster.status, cluster.status_reason, cluster.current_run = "UPDATE_IN_PROGRESS", "", run.id
             self.store.put_cluster(db, cluster)
@@ -244,55 +251,122 @@ class Client:
 
     # -- credentials ------------------------------------------------------------------------
     def bundle_dir(self, name: str) -> Path:
-        self.get(name)
-        state = paths.state_dir(self.home, name)
-        if not (state / "docker.env").exists():
-            raise CarinaError(f"cluster {name} has no credentials yet; wait for CREATE_COMPLETE")
-        return state
+        return self._bundle(name)[1]
 
     def credentials(self, name: str, path: Path) -> Path:
-        """Copy the bundle into path (created 0700; key.pem 0600)."""
-        src = self.bundle_dir(name)
+        """Copy the bundle into path (created 0700; private files 0600), its shell files pointing there."""
+        coe, src = self._bundle(name)
         path = Path(path).expanduser().resolve()
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for item in ("ca.pem", "cert.pem", "key.pem"):
-            shutil.copyfile(src / item, path / item)
-            (path / item).chmod(0o600 if item == "key.pem" else 0o644)
-        for shell_file in ("docker.env", "docker.fish", "docker.ps1", "docker.cmd"):
-            text = (src / shell_file).read_bytes().replace(str(src).encode(), str(path).encode())
-            (path / shell_file).write_bytes(text)
+        secret = set(coe.secret_files())
+        for item in coe.bundle_files():
+            data = (src / item).read_bytes().replace(str(src).encode(), str(path).encode())
+            mode = 0o600 if item in secret else 0o644
+            fd = os.open(path / item, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            (path / item).chmod(mode)
         return path
 
     def env(self, name: str, shell: str = "bash") -> str:
-        if shell not in SHELLS:
-            raise CarinaError(f"shell {shell!r}: choose one of {', '.join(sorted(SHELLS))}")
-        text = (self.bundle_dir(name) / SHELLS[shell]).read_text()
-        return text.replace("\r\n", "\n") if shell != "cmd" else text
+        """What to eval in `shell` to point the COE's own client at the cluster."""
+        coe = self.coe(name)
+        if shell not in coe.shells():
+            raise CarinaError(f"shell {shell!r}: choose one of {', '.join(sorted(coe.shells()))}")
+        return coe.env(self._bundle(name)[1], shell)
 
     def health(self, name: str) -> Health:
-        """HEALTHY when every manager and node answers Ready through the cluster endpoint."""
+        """The health probe of the cluster's COE, once the cluster is *_COMPLETE."""
         cluster = self.get(name)
         if not cluster.status.endswith("_COMPLETE"):
             return Health("UNKNOWN", f"cluster is {cluster.status}")
-        state = paths.state_dir(self.home, name)
+        if not cluster.endpoint:
+            return Health("UNKNOWN", "the cluster has no endpoint on record")
         try:
-            nodes = docker_api(state, cluster.endpoint, "/nodes")
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            return Health("UNHEALTHY", f"the endpoint {cluster.endpoint}:2376 does not answer: {exc}")
-        down = sorted(n["Description"]["Hostname"] for n in nodes if n["Status"]["State"] != "ready")
-        managers = [n for n in nodes if n["Spec"].get("Role") == "manager"]
-        unreachable = sorted(n["Description"]["Hostname"] for n in managers
-                             if n.get("ManagerStatus", {}).get("Reachability") != "reachable")
-        if down or unreachable:
-            return Health("UNHEALTHY", "; ".join(filter(None, [
-                f"nodes not ready: {', '.join(down)}" if down else "",
-                f"managers unreachable: {', '.join(unreachable)}" if unreachable else ""])))
-        if len(managers) != cluster.masters or len(nodes) != cluster.masters + cluster.nodes:
-            return Health("UNHEALTHY", f"{len(managers)} managers and {len(nodes) - len(managers)} workers in the "
-                                       f"swarm, {cluster.masters} and {cluster.nodes} expected")
-        return Health("HEALTHY", f"{len(managers)} managers reachable, {len(nodes)} nodes ready")
+            coe = coes.get(cluster.coe)
+        except CarinaError as exc:
+            return Health("UNKNOWN", str(exc))
+        return coe.health(cluster, paths.state_dir(self.home, name))
 
     # -- internals --------------------------------------------------------------------------
+    def _plan(self, request: dict) -> dict:
+        """The collection's planning rules on a request, against the cluster's record: the filled plan,
+        with contract_version, or CarinaError naming every problem."""
+        spec = planning.spec()
+        contracts = planning.contracts()
+        contract = contracts.get(request["coe"])
+        request = dict(request, coes=sorted(contracts))
+        unsupported = spec.operation_problems(contract, request["operation"]) if contract else []
+        if unsupported:
+            raise CarinaError("; ".join(unsupported))
+        if request["operation"] == "delete":
+            return request  # a cluster is deleted whatever its record holds, or its COE's driver is gone
+        # The record of an invalid name is never looked for: the name is a path.
+        recorded = {} if spec.name_problems(request["name"]) else \
+            planning.read_record(paths.state_dir(self.home, request["name"]))
+        if request["operation"] == "scale" and not recorded:
+            raise CarinaError(f"cluster {request['name']} has no record "
+                              f"({paths.state_dir(self.home, request['name']) / planning.RECORD}), so its hosts are "
+                              f"not known; `carina rm {request['name']}` and create it again")
+        try:
+            plan = spec.plan(request, contract, recorded)
+        except spec.SpecError as exc:
+            raise CarinaError("; ".join(exc.problems)) from exc
+        plan["contract_version"] = int(contract["version"]) if contract else 0
+        return plan
+
+    @staticmethod
+    def _inventory_request(hosts: dict | None) -> dict:
+        """The planning rules' view of an inventory's hosts: who is master and worker, and the load balancer."""
+        if hosts is None:
+            return {}
+        return {"inventory_hosts": {"master": hosts["master"], "worker": hosts["worker"]},
+                "static": {"vip": hosts.get("vip", ""), "lb_hosts": hosts.get("lb", [])}}
+
+    def _provider_inputs(self, provider: str, inventory: str | Path | None, masters: int | None,
+                         nodes: int | None) -> tuple[dict, dict | None]:
+        """Options to record for a provider, and the hosts it names (static), checked before anything is made."""
+        if provider != STATIC:
+            if inventory:
+                raise CarinaError(f"an inventory is for --provider {STATIC}; provider {provider} makes its hosts")
+            return {}, None
+        if not inventory:
+            raise CarinaError(f"provider {STATIC} needs --inventory PATH: an Ansible inventory whose groups "
+                              f"{' and '.join(STATIC_GROUPS.values())} name the hosts")
+        path = Path(inventory).expanduser().resolve()
+        if not path.exists():
+            raise CarinaError(f"inventory {inventory}: no such file")
+        hosts = static_hosts(path)
+        if not hosts["master"]:
+            raise CarinaError(f"inventory {path} has no host in group {STATIC_GROUPS['master']}")
+        given = {"masters": (masters, len(hosts["master"])), "nodes": (nodes, len(hosts["worker"]))}
+        differ = [f"{key}={want} (the inventory has {have})" for key, (want, have) in given.items()
+                  if want is not None and want != have]
+        if differ:
+            raise CarinaError(f"provider {STATIC} takes its hosts from the inventory {path}: {', '.join(differ)}; "
+                              f"edit the inventory's groups instead of giving counts")
+        return {"inventory": str(path)}, hosts
+
+    def _scalable(self, name: str, db) -> Cluster:
+        cluster = self._idle(name, db)
+        if cluster.status == "CREATE_FAILED":
+            raise Conflict(f"cluster {name} failed to create; retry `carina create` or `carina rm {name}`")
+        return cluster
+
+    def _bundle(self, name: str) -> tuple[Coe, Path]:
+        coe = self.coe(name)
+        state = paths.state_dir(self.home, name)
+        if not all((state / item).exists() for item in coe.bundle_files()):
+            raise CarinaError(f"cluster {name} has no credentials yet; wait for CREATE_COMPLETE")
+        return coe, state
+
+    def _with_url(self, cluster: Cluster) -> Cluster:
+        """A cluster recorded before the store kept API URLs gets one from its COE's contract."""
+        if not cluster.api_url and cluster.endpoint:
+            with contextlib.suppress(CarinaError):
+                cluster.api_url = coes.get(cluster.coe).api_url(cluster.endpoint)
+        return cluster
+
     def _idle(self, name: str, db) -> Cluster:
         cluster = self.store.get_cluster(name, db)
         if cluster is None:
@@ -324,9 +398,11 @@ class Client:
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(data_dir / "cp"),
             "ANSIBLE_LOCAL_TEMP": str(data_dir / "tmp"),
         }
-        if os.environ.get("DOCKER_HOST"):
-            envvars["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
+        # The worker inherits the caller's environment (the provider's engine or cloud settings);
+        # envvars only adds carina's Ansible settings.
         params = {"playbook": playbook, "extravars": extravars, "envvars": envvars, "timeout": 3600}
+        if cluster.options.get("inventory"):
+            params["inventory"] = [cluster.options["inventory"]]  # after the run's own (localhost)
         return Run(id=run_id, cluster=cluster.name, action=action, status="pending", params=json.dumps(params),
                    data_dir=str(data_dir))
 

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from carina import __version__
+from carina import __version__, coes, planning
 from carina.api import CarinaError, Client
 from carina.store import RUN_ACTIVE, Conflict, Run
 
@@ -41,7 +41,8 @@ def cluster_text(cluster, health=None) -> str:
         f"provider:      {cluster.provider}",
         f"masters:       {cluster.masters}",
         f"nodes:         {cluster.nodes}",
-        f"endpoint:      {('tcp://' + cluster.endpoint + ':2376') if cluster.endpoint else '-'}",
+        f"endpoint:      {cluster.endpoint or '-'}",
+        f"api_url:       {cluster.api_url or '-'}",
         f"subnet:        {cluster.subnet or '-'}",
         f"last run:      {cluster.current_run or '-'}",
     ]
@@ -150,15 +151,15 @@ def cmd_create(client: Client, args) -> int:
         openstack["floating_ip_enabled"] = True
     cluster, run = client.create(args.name, coe=args.coe, masters=args.masters, nodes=args.nodes,
                                  provider=args.provider, subnet=args.subnet or "", extra_sans=args.extra_san,
-                                 openstack=openstack or None)
+                                 openstack=openstack or None, inventory=args.inventory)
     return started(client, args, cluster, run)
 
 
 def cmd_ls(client: Client, args) -> int:
     clusters = client.list()
-    rows = [f"{'NAME':<20} {'COE':<7} {'MASTERS':>7} {'NODES':>5} {'STATUS':<20} ENDPOINT"]
-    rows += [f"{c.name:<20} {c.coe:<7} {c.masters:>7} {c.nodes:>5} {c.status:<20} "
-             f"{('tcp://' + c.endpoint + ':2376') if c.endpoint else '-'}" for c in clusters]
+    rows = [f"{'NAME':<20} {'COE':<7} {'MASTERS':>7} {'NODES':>5} {'STATUS':<20} URL"]
+    rows += [f"{c.name:<20} {c.coe:<7} {c.masters:>7} {c.nodes:>5} {c.status:<20} {c.api_url or '-'}"
+             for c in clusters]
     emit(args, [c.as_dict() for c in clusters], "\n".join(rows))
     return EXIT_OK
 
@@ -173,7 +174,9 @@ def cmd_get(client: Client, args) -> int:
 
 def cmd_credentials(client: Client, args) -> int:
     path = client.credentials(args.name, Path(args.path or args.name))
-    emit(args, {"path": str(path)}, f"credentials of {args.name} in {path}; source {path}/docker.env")
+    shell_file = client.coe(args.name).shells().get("bash")
+    emit(args, {"path": str(path)},
+         f"credentials of {args.name} in {path}" + (f"; source {path}/{shell_file}" if shell_file else ""))
     return EXIT_OK
 
 
@@ -235,26 +238,47 @@ def cmd_cancel(client: Client, args) -> int:
     return EXIT_OK
 
 
-def add_create_options(p: argparse.ArgumentParser) -> None:
+def registry_choices() -> tuple[list[str] | None, list[str] | None, list[str] | None]:
+    """COEs, providers and shells for the parser; None (any value, checked later) without a collection."""
+    try:
+        names = coes.names()
+        shells = sorted({shell for name in names for shell in coes.get(name).shells()})
+        return names, list(planning.providers()), shells
+    except CarinaError:
+        return None, None, None
+
+
+def add_create_options(p: argparse.ArgumentParser, coe_names: list[str] | None,
+                       providers: list[str] | None) -> None:
     p.add_argument("name")
-    p.add_argument("--coe", default="swarm", help="container orchestration engine (swarm)")
-    p.add_argument("--masters", type=int, default=1, help="managers: odd, 1 to 7 (default 1)")
-    p.add_argument("--nodes", type=int, default=1, help="workers (default 1)")
-    p.add_argument("--provider", default="local", choices=["local", "openstack"], help="where hosts come from")
+    p.add_argument("--coe", choices=coe_names,
+                   help="container orchestration engine (default: " + (default_coe() or "the collection's") + ")")
+    p.add_argument("--masters", type=int, help="masters, by the COE's rules (its contract gives the default)")
+    p.add_argument("--nodes", type=int, help="workers (its contract gives the default)")
+    p.add_argument("--provider", default="local", choices=providers, help="where hosts come from")
     p.add_argument("--subnet", help="local: network of the cluster (default: a free /24 of 198.18.0.0/16)")
+    p.add_argument("--inventory", metavar="PATH",
+                   help="static: Ansible inventory whose groups masters and workers (and lb) name the hosts")
     os_group = p.add_argument_group("provider openstack")
     os_group.add_argument("--cloud", help="named cloud of clouds.yaml (default: OS_CLOUD)")
     os_group.add_argument("--flavor", help="flavor of workers (m1.small)")
-    os_group.add_argument("--master-flavor", help="flavor of managers (the worker flavor)")
+    os_group.add_argument("--master-flavor", help="flavor of masters (the worker flavor)")
     os_group.add_argument("--fixed-network", help="network of the hosts (private)")
     os_group.add_argument("--fixed-subnet", help="subnet of the load balancer VIP (private-subnet)")
     os_group.add_argument("--external-network", help="network of floating IPs (public)")
     os_group.add_argument("--floating-ip", action="store_true", help="floating IPs on hosts and the VIP")
-    os_group.add_argument("--master-server-type", choices=["vm", "bm"], help="managers on Nova (vm) or Ironic (bm)")
+    os_group.add_argument("--master-server-type", choices=["vm", "bm"], help="masters on Nova (vm) or Ironic (bm)")
     os_group.add_argument("--server-type", choices=["vm", "bm"], help="workers on Nova (vm) or Ironic (bm)")
     os_group.add_argument("--resource-class", help="resource class of bare metal nodes (baremetal)")
-    p.add_argument("--extra-san", action="append", default=[], help="more names/addresses in manager certificates")
+    p.add_argument("--extra-san", action="append", default=[], help="more names/addresses in master certificates")
     p.add_argument("--wait", action="store_true", help="follow the run to its end")
+
+
+def default_coe() -> str:
+    try:
+        return coes.default()
+    except CarinaError:
+        return ""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -269,24 +293,26 @@ def parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add_create_options(add("create", cmd_create, "create a cluster (returns at once; --wait follows it)"))
+    coe_names, providers, shells = registry_choices()
+    add_create_options(add("create", cmd_create, "create a cluster (returns at once; --wait follows it)"),
+                       coe_names, providers)
     add("ls", cmd_ls, "list clusters")
     p = add("get", cmd_get, "show a cluster: status, reason, endpoint, counts, health")
     p.add_argument("name")
     p = add("credentials", cmd_credentials, "copy a cluster's credentials bundle into a folder")
     p.add_argument("name")
     p.add_argument("--path", help="folder (default ./NAME)")
-    p = add("env", cmd_env, "print what to eval to point docker at a cluster")
+    p = add("env", cmd_env, "print what to eval to point the COE's own client at a cluster")
     p.add_argument("name")
-    p.add_argument("--shell", default="bash", choices=["bash", "sh", "zsh", "fish", "powershell", "cmd"])
+    p.add_argument("--shell", default="bash", choices=shells, help="shell of the output (default bash)")
     p = add("grow", cmd_grow, "add workers")
     p.add_argument("name")
     p.add_argument("--by", type=int, required=True, help="number of workers to add")
     p.add_argument("--wait", action="store_true", help="follow the run to its end")
-    p = add("resize", cmd_resize, "set the number of workers (and managers); removed workers are drained first")
+    p = add("resize", cmd_resize, "set the number of workers (and masters); removed workers are drained first")
     p.add_argument("name")
     p.add_argument("--nodes", type=int, help="workers wanted")
-    p.add_argument("--masters", type=int, help="managers wanted (odd)")
+    p.add_argument("--masters", type=int, help="masters wanted, by the COE's rules")
     p.add_argument("--remove", action="append", default=[], metavar="NODE", help="worker to remove first (by name)")
     p.add_argument("--wait", action="store_true", help="follow the run to its end")
     p = add("rm", cmd_rm, "delete a cluster")

@@ -8,63 +8,93 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS clusters (
-    name TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    status_reason TEXT NOT NULL DEFAULT '',
-    coe TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    masters INTEGER NOT NULL,
-    nodes INTEGER NOT NULL,
-    subnet TEXT NOT NULL DEFAULT '',
-    endpoint TEXT NOT NULL DEFAULT '',
-    current_run TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    cluster TEXT NOT NULL,
-    action TEXT NOT NULL,
-    status TEXT NOT NULL,
-    reason TEXT NOT NULL DEFAULT '',
-    params TEXT NOT NULL DEFAULT '{}',
-    pid INTEGER NOT NULL DEFAULT 0,
-    pid_start TEXT NOT NULL DEFAULT '',
-    data_dir TEXT NOT NULL DEFAULT '',
-    rc INTEGER,
-    started_at REAL NOT NULL,
-    finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS runs_cluster ON runs (cluster, started_at);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL,
-    counter INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    task TEXT NOT NULL DEFAULT '',
-    host TEXT NOT NULL DEFAULT '',
-    stdout TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    PRIMARY KEY (run_id, counter)
-);
-"""
+from carina.errors import CarinaError
 
-PUT_CLUSTER = """
-INSERT OR REPLACE INTO clusters (name, status, status_reason, coe, provider, masters, nodes, subnet, endpoint,
-                                 current_run, created_at, updated_at)
-VALUES (:name, :status, :status_reason, :coe, :provider, :masters, :nodes, :subnet, :endpoint,
-        :current_run, :created_at, :updated_at)
-"""
-PUT_RUN = """
-INSERT OR REPLACE INTO runs (id, cluster, action, status, reason, params, pid, pid_start, data_dir, rc,
-                             started_at, finished_at)
-VALUES (:id, :cluster, :action, :status, :reason, :params, :pid, :pid_start, :data_dir, :rc,
-        :started_at, :finished_at)
-"""
+# The schema is the list of migrations: MIGRATIONS[i] takes a database from version i to i + 1
+# (PRAGMA user_version). A database is migrated in place when a Store opens it, in one IMMEDIATE
+# transaction, so that concurrent openers migrate it once. Never edit a migration that shipped;
+# add one: a new column is one ALTER TABLE here and one field of Cluster or Run below.
+# Version 0 is a database of the first release (no user_version): its tables are those of
+# version 1, which therefore only creates what is missing.
+MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
+    ("clusters, runs and their events", (
+        """CREATE TABLE IF NOT EXISTS clusters (
+            name TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            status_reason TEXT NOT NULL DEFAULT '',
+            coe TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            masters INTEGER NOT NULL,
+            nodes INTEGER NOT NULL,
+            subnet TEXT NOT NULL DEFAULT '',
+            endpoint TEXT NOT NULL DEFAULT '',
+            current_run TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY,
+            cluster TEXT NOT NULL,
+            action TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            params TEXT NOT NULL DEFAULT '{}',
+            pid INTEGER NOT NULL DEFAULT 0,
+            pid_start TEXT NOT NULL DEFAULT '',
+            data_dir TEXT NOT NULL DEFAULT '',
+            rc INTEGER,
+            started_at REAL NOT NULL,
+            finished_at REAL
+        )""",
+        "CREATE INDEX IF NOT EXISTS runs_cluster ON runs (cluster, started_at)",
+        """CREATE TABLE IF NOT EXISTS events (
+            run_id TEXT NOT NULL,
+            counter INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            task TEXT NOT NULL DEFAULT '',
+            host TEXT NOT NULL DEFAULT '',
+            stdout TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            PRIMARY KEY (run_id, counter)
+        )""",
+    )),
+    ("clusters: the API URL and contract version of the record, and provider options (JSON)", (
+        "ALTER TABLE clusters ADD COLUMN api_url TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE clusters ADD COLUMN contract_version INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE clusters ADD COLUMN options TEXT NOT NULL DEFAULT '{}'",
+    )),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(CarinaError):
+    """The store cannot be used by this release of carina."""
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring a database to SCHEMA_VERSION; returns the version it had. Safe with concurrent callers."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return version
+    db.execute("BEGIN IMMEDIATE")  # one migrator at a time; the others wait, then find it done
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"the store has schema version {version}, newer than this carina reads "
+                             f"({SCHEMA_VERSION}); upgrade carina")
+        for number in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[number][1]:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number + 1}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return version
+
 
 # Statuses as Magnum names them.
 IN_PROGRESS = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS")
@@ -85,6 +115,9 @@ class Cluster:
     current_run: str = ""
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    api_url: str = ""  # from the cluster record (the COE's API URL template and the endpoint)
+    contract_version: int = 0  # of the COE driver that last wrote the record; 0: not known yet
+    options: dict = field(default_factory=dict)  # what later runs reuse, e.g. {"inventory": PATH}
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +144,34 @@ class Run:
         return out
 
 
+JSON_COLUMNS = ("options",)  # Cluster fields kept as JSON text
+
+
+def _put(table: str, cls: type) -> str:
+    """INSERT OR REPLACE of every field of a dataclass into its table, with named parameters."""
+    names = [f.name for f in fields(cls)]
+    return (f"INSERT OR REPLACE INTO {table} ({', '.join(names)}) "  # noqa: S608 - names of our own fields
+            f"VALUES ({', '.join(':' + n for n in names)})")
+
+
+PUT_CLUSTER = _put("clusters", Cluster)
+PUT_RUN = _put("runs", Run)
+
+
+def cluster_row(cluster: Cluster) -> dict:
+    row = cluster.as_dict()
+    for key in JSON_COLUMNS:
+        row[key] = json.dumps(row[key], sort_keys=True)
+    return row
+
+
+def cluster_of(row: sqlite3.Row) -> Cluster:
+    data = dict(row)
+    for key in JSON_COLUMNS:
+        data[key] = json.loads(data[key] or "{}")
+    return Cluster(**data)
+
+
 class Conflict(Exception):
     """The action cannot start: the name is taken, or another run is under way."""
 
@@ -120,8 +181,17 @@ class Store:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = self.home / "carina.db"
-        with self.connect() as db:
-            db.executescript(SCHEMA)
+        # Switching an old database to WAL while others open it can answer "database is locked"
+        # without waiting (SQLite skips the busy handler there): try again a few times.
+        for attempt in range(50):
+            try:
+                with self.connect() as db:
+                    self.migrated_from = migrate(db)  # the schema version the database had
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.05 + 0.01 * attempt)
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -153,15 +223,15 @@ class Store:
             with self.connect() as conn:
                 return self.get_cluster(name, conn)
         row = db.execute("SELECT * FROM clusters WHERE name = ?", (name,)).fetchone()
-        return Cluster(**dict(row)) if row else None
+        return cluster_of(row) if row else None
 
     def list_clusters(self) -> list[Cluster]:
         with self.connect() as db:
-            return [Cluster(**dict(r)) for r in db.execute("SELECT * FROM clusters ORDER BY name")]
+            return [cluster_of(r) for r in db.execute("SELECT * FROM clusters ORDER BY name")]
 
     def put_cluster(self, db: sqlite3.Connection, cluster: Cluster) -> None:
         cluster.updated_at = time.time()
-        db.execute(PUT_CLUSTER, cluster.as_dict())
+        db.execute(PUT_CLUSTER, cluster_row(cluster))
 
     def update_cluster(self, name: str, **fields) -> None:
         with self.transaction() as db:

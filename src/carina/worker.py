@@ -17,7 +17,7 @@ from pathlib import Path
 
 import ansible_runner
 
-from carina import paths
+from carina import coes, paths, planning
 from carina.hygiene import scrub_artifacts, stop_run_processes
 from carina.store import Store
 
@@ -52,31 +52,38 @@ class Recorder:
 
 
 def finish(store: Store, run_id: str, status: str, rc: int | None, reason: str) -> None:
+    """Record the run's outcome and move its cluster, reading the cluster record the playbook wrote
+    (through the collection's migrate_record, so any record schema reads the same)."""
     run = store.get_run(run_id)
     assert run is not None
     store.update_run(run_id, status=status, rc=rc, reason=reason, finished_at=time.time())
     cluster = store.get_cluster(run.cluster)
     if cluster is None or cluster.current_run != run_id:
         return
-    state = paths.state_dir(store.home, run.cluster)
-    record = {}
-    with contextlib.suppress(OSError, ValueError):
-        record = json.loads((state / "cluster.json").read_text())
     prefix = {"create": "CREATE", "delete": "DELETE"}.get(run.action, "UPDATE")
+    if status == "successful" and run.action == "delete":
+        store.delete_cluster(run.cluster)
+        return
+    record = {}
+    with contextlib.suppress(Exception):  # the run must end with a status whatever the record holds
+        record = planning.read_record(paths.state_dir(store.home, run.cluster))
+    endpoint = str(record.get("endpoint") or cluster.endpoint)
+    found = {"endpoint": endpoint, "subnet": str(record.get("subnet") or cluster.subnet),
+             "api_url": str(record.get("api_url") or api_url(cluster.coe, endpoint) or cluster.api_url),
+             "contract_version": int(record.get("contract_version") or cluster.contract_version)}
     if status == "successful":
-        if run.action == "delete":
-            store.delete_cluster(run.cluster)
-            return
-        store.update_cluster(
-            run.cluster, status=f"{prefix}_COMPLETE", status_reason="",
-            masters=int(record.get("masters", cluster.masters)), nodes=int(record.get("nodes", cluster.nodes)),
-            endpoint=record.get("endpoint", cluster.endpoint), subnet=record.get("subnet", cluster.subnet),
-        )
+        store.update_cluster(run.cluster, status=f"{prefix}_COMPLETE", status_reason="",
+                             masters=int(record.get("masters", cluster.masters)),
+                             nodes=int(record.get("nodes", cluster.nodes)), **found)
     else:
-        store.update_cluster(
-            run.cluster, status=f"{prefix}_FAILED", status_reason=reason,
-            endpoint=record.get("endpoint", cluster.endpoint), subnet=record.get("subnet", cluster.subnet),
-        )
+        store.update_cluster(run.cluster, status=f"{prefix}_FAILED", status_reason=reason, **found)
+
+
+def api_url(coe: str, endpoint: str) -> str:
+    """The API URL of an endpoint by the COE's contract, for a record that does not carry one."""
+    with contextlib.suppress(Exception):
+        return coes.get(coe).api_url(endpoint)
+    return ""
 
 
 def main(argv: list[str]) -> int:
@@ -99,8 +106,11 @@ def main(argv: list[str]) -> int:
     recorder = Recorder(store, run_id)
     status, rc, reason = "failed", None, ""
     try:
+        # A cluster's own inventory (provider static) comes after the run's (localhost).
+        inventory = [str(data_dir / "inventory"), *params["inventory"]] if params.get("inventory") else None
         result = ansible_runner.run(
             private_data_dir=str(data_dir),
+            inventory=inventory,
             ident="run",
             playbook=params["playbook"],
             extravars=params["extravars"],

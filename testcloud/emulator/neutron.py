@@ -550,8 +550,10 @@ class Neutron(Service):
         users = [p["id"] for p in self.coll("ports").values() if obj["id"] in p["security_groups"]]
         if users:
             raise ApiError(409, "Security Group %s in use." % obj["id"], "SecurityGroupInUse")
-        for rule in self.rules_of(obj["id"]):
-            self.coll("security_group_rules").pop(rule["id"], None)
+        # its rules go, and (ON DELETE CASCADE in Neutron) the rules of other groups that name it as remote group
+        rules = self.coll("security_group_rules")
+        for rule_id in [r["id"] for r in rules.values() if obj["id"] in (r["security_group_id"], r["remote_group_id"])]:
+            rules.pop(rule_id, None)
 
     def new_security_group_rule(self, req, body, project_id):
         sg = self.lookup(req, "security_groups", body.get("security_group_id") or "", "SecurityGroup")
@@ -575,11 +577,26 @@ class Neutron(Service):
                 body["remote_ip_prefix"] = str(ipaddress.ip_network(body["remote_ip_prefix"], strict=False))
             except ValueError as exc:
                 raise _bad("Invalid input for remote_ip_prefix.", "InvalidInput") from exc
+        if body.get("remote_ip_prefix") and body.get("remote_group_id"):
+            raise _bad("Only remote_ip_prefix or remote_group_id may be provided.",
+                       "SecurityGroupRemoteGroupAndRemoteIpPrefix")
+        if body.get("remote_group_id"):
+            remote = self.coll("security_groups").get(body["remote_group_id"])
+            if remote is None or not (req.ctx.is_admin or remote["project_id"] == sg["project_id"]):
+                raise ApiError(404, "Security group %s does not exist" % body["remote_group_id"],
+                               "SecurityGroupNotFound")
         keys = ("direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix",
                 "remote_group_id")
+
+        def same(key, have, want):  # as Neutron's duplicate check: no prefix and 0.0.0.0/0 (::/0) are the same
+            if key == "remote_ip_prefix":
+                return (have if have not in ("0.0.0.0/0", "::/0") else None) == (
+                    want if want not in ("0.0.0.0/0", "::/0") else None)
+            return have == want
+
         wanted = {k: body.get(k, "IPv4" if k == "ethertype" else None) for k in keys}
         for rule in self.rules_of(sg["id"]):
-            if all(rule.get(k) == wanted[k] for k in keys):
+            if all(same(k, rule.get(k), wanted[k]) for k in keys):
                 raise ApiError(409, "Security group rule already exists. Rule id is %s." % rule["id"],
                                "SecurityGroupRuleExists")
         return self.add_rule(sg, body, store=False)  # create_resource stores it

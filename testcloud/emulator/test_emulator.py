@@ -298,6 +298,52 @@ def test_server_lifecycle(project, keypair, dockerc):
     print("boot to ACTIVE with sshd: %.1fs" % boot)
 
 
+def test_remote_group_rules_and_servers_in_two_groups(project):
+    conn = project
+    common = conn.network.create_security_group(name="emu-common", description="the cluster")
+    role = conn.network.create_security_group(name="emu-common-manager", description="a role")
+    internal = dict(security_group_id=role.id, direction="ingress", ethertype="IPv4", protocol="tcp",
+                    port_range_min=2377, port_range_max=2377)
+    rule = conn.network.create_security_group_rule(remote_group_id=common.id, **internal)
+    assert (rule.remote_group_id, rule.remote_ip_prefix) == (common.id, None)
+    assert [(r.remote_group_id, r.remote_ip_prefix) for r in conn.network.security_group_rules(
+        security_group_id=role.id) if r.direction == "ingress"] == [(common.id, None)]
+    with pytest.raises(osexc.ConflictException, match="already exists"):
+        conn.network.create_security_group_rule(remote_group_id=common.id, **internal)
+    with pytest.raises(osexc.BadRequestException, match="Only remote_ip_prefix or remote_group_id"):
+        conn.network.create_security_group_rule(remote_group_id=common.id, remote_ip_prefix="10.0.0.0/8",
+                                                **dict(internal, port_range_min=2376, port_range_max=2376))
+    with pytest.raises(osexc.NotFoundException, match="does not exist"):
+        conn.network.create_security_group_rule(remote_group_id="no-such-group", **internal)
+    # no prefix and 0.0.0.0/0 are the same rule to Neutron
+    clients = dict(internal, port_range_min=2376, port_range_max=2376)
+    conn.network.create_security_group_rule(**clients)
+    with pytest.raises(osexc.ConflictException, match="already exists"):
+        conn.network.create_security_group_rule(remote_ip_prefix="0.0.0.0/0", **clients)
+
+    # a server created in both groups (it fails its build at once: no host container is needed)
+    image = conn.image.find_image("carina-host", ignore_missing=False)
+    net = conn.network.find_network("private", ignore_missing=False)
+    server = conn.compute.create_server(
+        name="emu-two-groups", flavor_id="1", image_id=image.id, networks=[{"uuid": net.id}],
+        security_groups=[{"name": common.name}, {"name": role.name}], metadata={"testcloud:fail": "true"})
+    try:
+        assert sorted(g["name"] for g in conn.compute.get_server(server.id).security_groups) == [
+            common.name, role.name]
+        port = next(conn.network.ports(device_id=server.id))
+        assert sorted(port.security_group_ids) == sorted([common.id, role.id])
+        with pytest.raises(osexc.ConflictException, match="in use"):
+            conn.network.delete_security_group(common)
+    finally:
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=30)
+    # deleting a group takes the other groups' rules that name it as remote group (ON DELETE CASCADE)
+    conn.network.delete_security_group(common)
+    assert [r.remote_group_id for r in conn.network.security_group_rules(security_group_id=role.id)
+            if r.direction == "ingress"] == [None]
+    conn.network.delete_security_group(role)
+
+
 def test_error_servers_carry_the_fault(project, keypair):
     conn = project
     with pytest.raises(osexc.SDKException, match="disk on fire"):

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
 
-from carina import api, cli, hygiene, worker
-from carina.store import Cluster, Conflict, Run, Store
+from carina import api, cli, coes, hygiene, worker
+from carina.store import MIGRATIONS, SCHEMA_VERSION, Cluster, Conflict, Run, Store, StoreError
 
 
 @pytest.fixture
@@ -24,6 +26,21 @@ def client(tmp_path, monkeypatch):
     c = api.Client(tmp_path)
     c.spawned = spawned
     return c
+
+
+def write_record(home, name, masters=1, nodes=1, **fields):
+    """The cluster record a create run writes (schema v1), for actions that read it."""
+    record = {"schema_version": 1, "name": name, "coe": "swarm", "contract_version": 1, "provider": "local",
+              "masters": masters, "nodes": nodes,
+              "master_hosts": [f"{name}-manager-{i}" for i in range(1, masters + 1)],
+              "worker_hosts": [f"{name}-worker-{i}" for i in range(1, nodes + 1)],
+              "removing_masters": [], "removing_workers": [], "subnet": "198.18.7.0/24", "endpoint": "198.18.7.2",
+              "api_url": "tcp://198.18.7.2:2376", "lb": f"{name}-lb", "extra_sans": [], "openstack": {},
+              "static": {}} | fields
+    state = home / "clusters" / name
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "cluster.json").write_text(json.dumps(record))
+    return record
 
 
 @pytest.mark.parametrize(
@@ -46,6 +63,8 @@ def test_bad_specs_are_refused_at_once(client, kwargs, message):
         client.create(name, **args)
     assert client.list() == []
     assert client.spawned == []
+    assert client.runs() == []
+    assert not (client.home / "clusters").exists() and not (client.home / "runs").exists()
 
 
 def test_create_records_in_progress_and_refuses_a_second(client):
@@ -116,6 +135,7 @@ def test_retry_of_a_failed_create_needs_the_same_spec(client):
 def test_grow_and_resize_build_scale_runs(client):
     client.create("c1", nodes=1)
     client.store.update_cluster("c1", status="CREATE_COMPLETE")
+    write_record(client.home, "c1", masters=1, nodes=1)
     _cluster, run = client.grow("c1", 2)
     assert json.loads(client.store.get_run(run.id).params)["extravars"]["carina_nodes"] == 3
     client.store.update_run(run.id, status="successful")
@@ -265,3 +285,345 @@ def test_run_folders_are_rotated(client):
     assert client.store.get_run(runs[0].id).data_dir == ""
     assert not (client.home / "runs" / "old00").exists() and (client.home / "runs" / "old11").exists()
     assert len(client.store.list_runs("c1")) == len(runs) + api.KEEP_RUNS + 2  # the records stay
+
+
+# -- validation by the collection's planning rules ------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"masters": 4}, r"masters=4: .* \(use 3 or 5\)"),
+        ({"subnet": "198.18.9.0/30"}, "subnet 198.18.9.0/30 has room for 1 hosts, the cluster needs 3"),
+        ({"subnet": "nonsense"}, "subnet 'nonsense' is not an IPv4 network"),
+        ({"extra_sans": ["bad name!"]}, "extra SAN 'bad name!' is neither"),
+        ({"name": "ok-", "masters": 2}, "name 'ok-'.*; masters=2"),
+    ],
+)
+def test_the_collection_rules_judge_a_spec_before_anything_is_recorded(client, kwargs, message):
+    args = {"name": "ok"} | kwargs
+    with pytest.raises(api.CarinaError, match=message):
+        client.create(args.pop("name"), **args)
+    assert client.list() == [] and client.runs() == [] and client.spawned == []
+    assert not (client.home / "clusters").exists() and not (client.home / "runs").exists()
+
+
+def test_counts_left_out_come_from_the_contract(client):
+    cluster, run = client.create("c1")
+    assert (cluster.masters, cluster.nodes, cluster.contract_version) == (1, 1, 1)
+    extravars = json.loads(client.store.get_run(run.id).params)["extravars"]
+    assert (extravars["carina_coe"], extravars["carina_masters"], extravars["carina_nodes"]) == ("swarm", 1, 1)
+
+
+def test_a_create_is_judged_against_the_record_a_failed_one_left(client):
+    write_record(client.home, "c1", masters=3, nodes=1)
+    with pytest.raises(api.CarinaError, match=r"already exists with another spec \(masters 3 -> 1\)"):
+        client.create("c1", masters=1)
+    assert client.list() == []
+
+
+def test_resize_follows_the_contract_and_the_record(client):
+    client.create("c1", masters=1, nodes=2)
+    client.store.update_cluster("c1", status="CREATE_COMPLETE")
+    with pytest.raises(api.CarinaError, match="has no record"):
+        client.resize("c1", nodes=1)
+    write_record(client.home, "c1", masters=1, nodes=2)
+    with pytest.raises(api.CarinaError, match="masters=2: the number of managers must be odd"):
+        client.resize("c1", masters=2)
+    with pytest.raises(api.CarinaError, match=r"masters=9: .*from 1 to 7"):
+        client.resize("c1", masters=9)
+    with pytest.raises(api.CarinaError, match="nodes=-1"):
+        client.resize("c1", nodes=-1)
+    with pytest.raises(api.CarinaError, match=r"cannot remove c1-worker-7: not workers of cluster c1"):
+        client.resize("c1", nodes=1, remove=["c1-worker-7"])
+    with pytest.raises(api.CarinaError, match="masters are removed by lowering their count"):
+        client.resize("c1", remove=["c1-manager-1"])
+    assert len(client.runs("c1")) == 1 and client.get("c1").status == "CREATE_COMPLETE"
+    _cluster, run = client.resize("c1", masters=3, remove=["c1-worker-2"])
+    extravars = json.loads(client.store.get_run(run.id).params)["extravars"]
+    assert extravars["carina_masters"] == 3 and "carina_nodes" not in extravars
+
+
+def test_a_cluster_with_a_broken_record_can_still_be_deleted(client):
+    client.create("c1")
+    client.store.update_cluster("c1", status="CREATE_FAILED")
+    (client.home / "clusters" / "c1").mkdir(parents=True)
+    (client.home / "clusters" / "c1" / "cluster.json").write_text("{not json")
+    with pytest.raises(api.CarinaError, match=r"the cluster record .*cluster\.json: Expecting property name"):
+        client.create("c1")
+    cluster, run = client.delete("c1")
+    assert cluster.status == "DELETE_IN_PROGRESS" and run.action == "delete"
+
+
+def test_a_failed_create_cannot_be_resized(client):
+    client.create("c1")
+    client.store.update_cluster("c1", status="CREATE_FAILED")
+    write_record(client.home, "c1")
+    with pytest.raises(Conflict, match="failed to create"):
+        client.resize("c1", nodes=2)
+
+
+# -- provider static --------------------------------------------------------------------------------
+@pytest.fixture
+def inventory(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text("[masters]\nm1 ansible_host=198.18.30.1\n\n[workers]\nw1 ansible_host=198.18.30.2\n"
+                    "w2 ansible_host=198.18.30.3\n\n[lb]\nlb1 ansible_host=198.18.30.4\n")
+    return path
+
+
+def test_static_needs_an_inventory_that_exists(client, tmp_path):
+    with pytest.raises(api.CarinaError, match="provider static needs --inventory PATH"):
+        client.create("s1", provider="static")
+    with pytest.raises(api.CarinaError, match="no such file"):
+        client.create("s1", provider="static", inventory=tmp_path / "missing.ini")
+    (tmp_path / "broken.ini").write_text("[masters\nnot an inventory [[[\n")
+    with pytest.raises(api.CarinaError, match="could not be read"):
+        client.create("s1", provider="static", inventory=tmp_path / "broken.ini")
+    (tmp_path / "empty.ini").write_text("[workers]\nw1\n")
+    with pytest.raises(api.CarinaError, match="no host in group masters"):
+        client.create("s1", provider="static", inventory=tmp_path / "empty.ini")
+    with pytest.raises(api.CarinaError, match="an inventory is for --provider static"):
+        client.create("s1", inventory=tmp_path / "empty.ini")
+    assert client.list() == [] and client.runs() == []
+
+
+def test_static_hosts_come_from_the_inventory_and_every_run_reuses_it(client, inventory):
+    with pytest.raises(api.CarinaError, match=r"nodes=5 \(the inventory has 2\)"):
+        client.create("s1", provider="static", inventory=inventory, nodes=5)
+    cluster, run = client.create("s1", provider="static", inventory=inventory)
+    assert (cluster.provider, cluster.masters, cluster.nodes) == ("static", 1, 2)
+    assert cluster.options == {"inventory": str(inventory)}
+    params = json.loads(client.store.get_run(run.id).params)
+    assert params["inventory"] == [str(inventory)]
+    assert params["extravars"]["carina_provider"] == "static"
+    client.store.update_cluster("s1", status="CREATE_COMPLETE")
+    write_record(client.home, "s1", provider="static", master_hosts=["m1"], worker_hosts=["w1", "w2"],
+                 static={"inventory": str(inventory)})
+    inventory.write_text(inventory.read_text().replace("w2 ansible_host=198.18.30.3\n",
+                                                       "w2 ansible_host=198.18.30.3\nw3 ansible_host=198.18.30.5\n"))
+    _cluster, run = client.resize("s1")
+    assert json.loads(client.store.get_run(run.id).params)["inventory"] == [str(inventory)]
+    client.store.update_run(run.id, status="successful")
+    client.store.update_cluster("s1", status="UPDATE_COMPLETE")
+    _cluster, run = client.delete("s1")
+    assert json.loads(client.store.get_run(run.id).params)["inventory"] == [str(inventory)]
+
+
+def test_static_hosts_reads_groups_and_their_children(tmp_path):
+    path = tmp_path / "hosts.yml"
+    path.write_text("all:\n  children:\n    masters:\n      hosts: {m1: {}, m2: {}, m3: {}}\n"
+                    "    workers:\n      children:\n        rack1:\n          hosts: {w1: {}}\n"
+                    "        rack2:\n          hosts: {w2: {}}\n")
+    assert api.static_hosts(path) == {"master": ["m1", "m2", "m3"], "worker": ["w1", "w2"], "lb": [], "vip": ""}
+
+
+def test_static_without_a_load_balancer_is_refused_and_a_vip_is_read(client, tmp_path):
+    path = tmp_path / "hosts.yml"
+    path.write_text("all:\n  children:\n    masters:\n      hosts: {m1: {ansible_host: 198.18.30.1}}\n")
+    with pytest.raises(api.CarinaError, match="static hosts need a load balancer"):
+        client.create("s2", provider="static", inventory=path)
+    assert client.list() == []
+    path.write_text("all:\n  vars: {carina_vip: 198.18.30.9}\n"
+                    "  children:\n    masters:\n      hosts: {m1: {ansible_host: 198.18.30.1}}\n")
+    assert api.static_hosts(path)["vip"] == "198.18.30.9"
+    cluster, _run = client.create("s2", provider="static", inventory=path)
+    assert (cluster.masters, cluster.nodes) == (1, 0)
+
+
+# -- store migrations -------------------------------------------------------------------------------
+# The schema of the first release (no user_version), as its Store created it.
+SCHEMA_V0 = """
+CREATE TABLE clusters (name TEXT PRIMARY KEY, status TEXT NOT NULL, status_reason TEXT NOT NULL DEFAULT '',
+    coe TEXT NOT NULL, provider TEXT NOT NULL, masters INTEGER NOT NULL, nodes INTEGER NOT NULL,
+    subnet TEXT NOT NULL DEFAULT '', endpoint TEXT NOT NULL DEFAULT '', current_run TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE runs (id TEXT PRIMARY KEY, cluster TEXT NOT NULL, action TEXT NOT NULL, status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '', params TEXT NOT NULL DEFAULT '{}', pid INTEGER NOT NULL DEFAULT 0,
+    pid_start TEXT NOT NULL DEFAULT '', data_dir TEXT NOT NULL DEFAULT '', rc INTEGER, started_at REAL NOT NULL,
+    finished_at REAL);
+CREATE INDEX runs_cluster ON runs (cluster, started_at);
+CREATE TABLE events (run_id TEXT NOT NULL, counter INTEGER NOT NULL, event TEXT NOT NULL,
+    task TEXT NOT NULL DEFAULT '', host TEXT NOT NULL DEFAULT '', stdout TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL, PRIMARY KEY (run_id, counter));
+INSERT INTO clusters VALUES ('old', 'CREATE_COMPLETE', '', 'swarm', 'local', 3, 2, '198.18.5.0/24',
+    '198.18.5.2', 'r0', 1.0, 2.0);
+INSERT INTO runs VALUES ('r0', 'old', 'create', 'successful', '', '{"playbook": "rax.carina.create"}', 0, '',
+    '', 0, 1.0, 2.0);
+INSERT INTO events VALUES ('r0', 1, 'playbook_on_start', '', '', 'PLAY', 1.5);
+"""
+
+
+def old_database(home):
+    home.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(home / "carina.db")
+    db.executescript(SCHEMA_V0)
+    db.close()
+
+
+def columns(home, table):
+    db = sqlite3.connect(home / "carina.db")
+    try:
+        return [row[1] for row in db.execute(f"PRAGMA table_info({table})")], \
+            db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_an_old_store_is_migrated_in_place_with_its_data(tmp_path):
+    old_database(tmp_path)
+    assert columns(tmp_path, "clusters")[1] == 0
+    store = Store(tmp_path)
+    assert store.migrated_from == 0
+    names, version = columns(tmp_path, "clusters")
+    assert version == SCHEMA_VERSION == len(MIGRATIONS)
+    assert {"api_url", "contract_version", "options"} <= set(names)
+    cluster = store.get_cluster("old")
+    assert (cluster.status, cluster.masters, cluster.nodes, cluster.endpoint) == ("CREATE_COMPLETE", 3, 2, "198.18.5.2")
+    assert (cluster.api_url, cluster.contract_version, cluster.options) == ("", 0, {})
+    assert store.get_run("r0").status == "successful"
+    assert [e["stdout"] for e in store.events("r0")] == ["PLAY"]
+    store.update_cluster("old", options={"inventory": "/x"}, contract_version=1)
+    assert Store(tmp_path).migrated_from == SCHEMA_VERSION  # once only
+    assert Store(tmp_path).get_cluster("old").options == {"inventory": "/x"}
+    # An old cluster gets its API URL from its COE's contract until a run records one.
+    assert api.Client(tmp_path).get("old").api_url == "tcp://198.18.5.2:2376"
+
+
+def test_a_new_store_has_the_latest_schema(tmp_path):
+    store = Store(tmp_path)
+    assert store.migrated_from == 0
+    assert columns(tmp_path, "clusters")[1] == SCHEMA_VERSION
+
+
+def _open_store(home, barrier, queue):
+    try:
+        barrier.wait(30)  # all at once
+        queue.put(Store(home).migrated_from)
+    except Exception as exc:  # reported to the test
+        queue.put(repr(exc))
+
+
+def test_concurrent_openers_migrate_an_old_store_once(tmp_path):
+    old_database(tmp_path)
+    ctx = multiprocessing.get_context("spawn")
+    queue, barrier = ctx.Queue(), ctx.Barrier(6)
+    procs = [ctx.Process(target=_open_store, args=(str(tmp_path), barrier, queue)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    results = [queue.get(timeout=5) for _ in procs]
+    assert sorted(results, key=str).count(0) == 1, results
+    assert all(r in (0, SCHEMA_VERSION) for r in results), results
+    assert columns(tmp_path, "clusters")[0].count("api_url") == 1
+    assert Store(tmp_path).get_cluster("old").masters == 3
+
+
+def test_a_store_newer_than_carina_is_refused(tmp_path):
+    Store(tmp_path)
+    db = sqlite3.connect(tmp_path / "carina.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer than this carina reads"):
+        Store(tmp_path)
+
+
+# -- the worker reads the record through the collection's migrate_record -----------------------------
+def test_finish_stores_the_api_url_and_contract_version_of_the_record(tmp_path):
+    store = Store(tmp_path)
+    with store.transaction() as db:
+        store.put_cluster(db, Cluster(name="c1", status="CREATE_IN_PROGRESS", coe="swarm", provider="local",
+                                      masters=1, nodes=1, current_run="r1"))
+        store.add_run(db, Run(id="r1", cluster="c1", action="create", status="running"))
+    write_record(tmp_path, "c1", masters=3, nodes=2, endpoint="198.18.7.9", api_url="tcp://198.18.7.9:2376",
+                 contract_version=4)
+    worker.finish(store, "r1", "successful", 0, "")
+    cluster = store.get_cluster("c1")
+    assert (cluster.status, cluster.masters, cluster.nodes) == ("CREATE_COMPLETE", 3, 2)
+    assert (cluster.endpoint, cluster.api_url, cluster.contract_version) == ("198.18.7.9", "tcp://198.18.7.9:2376", 4)
+
+
+def test_finish_of_a_failed_run_keeps_what_the_record_knows(tmp_path):
+    store = Store(tmp_path)
+    with store.transaction() as db:
+        store.put_cluster(db, Cluster(name="c1", status="CREATE_IN_PROGRESS", coe="swarm", provider="local",
+                                      masters=1, nodes=1, current_run="r1"))
+        store.add_run(db, Run(id="r1", cluster="c1", action="create", status="running"))
+    state = tmp_path / "clusters" / "c1"
+    state.mkdir(parents=True)
+    # A record of the first release (schema 0): managers/workers, no api_url.
+    (state / "cluster.json").write_text(json.dumps({"name": "c1", "masters": 1, "nodes": 1, "endpoint": "198.18.8.2",
+                                                    "managers": ["c1-manager-1"], "workers": ["c1-worker-1"]}))
+    worker.finish(store, "r1", "failed", 2, "task 'x' failed on h: boom")
+    cluster = store.get_cluster("c1")
+    assert (cluster.status, cluster.status_reason) == ("CREATE_FAILED", "task 'x' failed on h: boom")
+    assert (cluster.api_url, cluster.contract_version) == ("tcp://198.18.8.2:2376", 1)
+
+
+# -- credentials and env through the COE's plug-in ----------------------------------------------------
+def fake_bundle(home, name):
+    state = home / "clusters" / name
+    state.mkdir(parents=True, exist_ok=True)
+    for item in ("ca.pem", "cert.pem", "key.pem"):
+        (state / item).write_text(f"PEM {item}\n")
+    (state / "docker.env").write_text(f"export DOCKER_CERT_PATH={state}\r\n")
+    (state / "docker.fish").write_text(f"set -gx DOCKER_CERT_PATH '{state}'\n")
+    (state / "docker.ps1").write_text(f"$Env:DOCKER_CERT_PATH = '{state}'\n")
+    (state / "docker.cmd").write_text(f"set DOCKER_CERT_PATH={state}\r\n")
+    return state
+
+
+def test_env_and_credentials_follow_the_contract(client, tmp_path):
+    client.create("c1")
+    with pytest.raises(api.CarinaError, match="has no credentials yet"):
+        client.env("c1")
+    state = fake_bundle(client.home, "c1")
+    client.store.update_cluster("c1", status="CREATE_COMPLETE", endpoint="198.18.7.2")
+    assert client.env("c1") == f"export DOCKER_CERT_PATH={state}\n"
+    assert client.env("c1", "cmd") == f"set DOCKER_CERT_PATH={state}\r\n"
+    assert client.env("c1", "fish").startswith("set -gx")
+    with pytest.raises(api.CarinaError, match="shell 'tcsh': choose one of bash, cmd, fish, powershell, sh, zsh"):
+        client.env("c1", "tcsh")
+    dest = client.credentials("c1", tmp_path / "bundle")
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        ["ca.pem", "cert.pem", "key.pem", "docker.env", "docker.fish", "docker.ps1", "docker.cmd"])
+    assert (dest / "key.pem").stat().st_mode & 0o777 == 0o600
+    assert (dest / "ca.pem").stat().st_mode & 0o777 == 0o644
+    assert (dest / "docker.fish").read_text() == f"set -gx DOCKER_CERT_PATH '{dest}'\n"
+
+
+def test_health_is_the_plugins_and_unknown_until_complete(client, monkeypatch):
+    client.create("c1")
+    assert client.health("c1").status == "UNKNOWN"
+    client.store.update_cluster("c1", status="CREATE_COMPLETE")
+    assert client.health("c1") == coes.Health("UNKNOWN", "the cluster has no endpoint on record")
+    client.store.update_cluster("c1", status="CREATE_COMPLETE", endpoint="198.18.7.2")
+    seen = []
+    monkeypatch.setattr(coes.plugins()["swarm"], "health",
+                        lambda self, cluster, bundle: seen.append((self.name, cluster.name, bundle)) or
+                        coes.Health("HEALTHY", "fine"))
+    assert client.health("c1") == coes.Health("HEALTHY", "fine")
+    assert seen == [("swarm", "c1", client.home / "clusters" / "c1")]
+
+
+def test_cli_prints_the_api_url_of_the_record(client, capsys):
+    client.create("c1")
+    client.store.update_cluster("c1", status="CREATE_FAILED", endpoint="198.18.7.2", api_url="tcp://198.18.7.2:2376")
+    assert cli.main(["get", "c1"]) == 0
+    out = capsys.readouterr().out
+    assert "api_url:       tcp://198.18.7.2:2376" in out and "endpoint:      198.18.7.2" in out
+    assert cli.main(["ls"]) == 0
+    assert re.search(r"^c1\s+swarm\s+1\s+1\s+CREATE_FAILED\s+tcp://198\.18\.7\.2:2376$", capsys.readouterr().out, re.M)
+
+
+def test_cli_choices_come_from_the_registry_and_the_collection(client, capsys):
+    for argv in (["create", "c1", "--coe", "mesos"], ["create", "c1", "--provider", "aws"],
+                 ["env", "c1", "--shell", "tcsh"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'mesos' (choose from 'swarm')" in err
+    assert "invalid choice: 'aws' (choose from 'local', 'openstack', 'static')" in err
+    assert "invalid choice: 'tcsh' (choose from 'bash', 'cmd', 'fish', 'powershell', 'sh', 'zsh')" in err
+    assert cli.main(["create", "s1", "--provider", "static"]) == 1
+    assert "provider static needs --inventory PATH" in capsys.readouterr().err

@@ -36,6 +36,9 @@ OPENSTACK_DEFAULTS = dict(cloud=None, flavor="m1.small", master_flavor=None, fix
                           fixed_subnet="private-subnet", external_network="public", floating_ip_enabled=False,
                           master_server_type="vm", server_type="vm", resource_class="baremetal")
 SERVER_TYPES = ("vm", "bm")
+# Providers whose hosts exist already and are named by the inventory (groups of masters and workers).
+INVENTORY_PROVIDERS = ("static",)
+STATIC_DEFAULTS = dict(vip="", lb_hosts=[], interface="")
 
 
 class SpecError(ValueError):
@@ -170,9 +173,27 @@ def provider_problems(provider, options):
     return problems
 
 
-def static_problems(hosts):
-    """Hosts named by the static provider's inventory: valid host names, each in one role only."""
+def static_problems(hosts, options):
+    """Hosts named by the static provider's inventory: valid host names, each in one role only, and
+    a load balancer: a host of its own (lb_hosts, one) or a virtual IP on the masters (vip)."""
     problems = []
+    vip, lb_hosts = options.get("vip") or "", list(options.get("lb_hosts") or [])
+    if vip and lb_hosts:
+        problems.append("give either a load balancer host (%s) or a virtual IP (%s), not both"
+                        % (", ".join(lb_hosts), vip))
+    elif not vip and len(lb_hosts) != 1:
+        problems.append("static hosts need a load balancer: name one host in the inventory's lb group "
+                        "(it gets HAProxy), or give a virtual IP (vip: a free address on the masters' network, "
+                        "for HAProxy and keepalived on the masters)" if not lb_hosts else
+                        "name one load balancer host, not %d (%s)" % (len(lb_hosts), ", ".join(lb_hosts)))
+    if vip:
+        try:
+            if ipaddress.ip_address(vip).version != 4:
+                problems.append("vip %s: use an IPv4 address" % vip)
+        except ValueError:
+            problems.append("vip %r is not an IP address" % (vip,))
+    if set(lb_hosts) & set((hosts.get("master") or []) + (hosts.get("worker") or [])):
+        problems.append("the load balancer host must not be a master or worker; give a vip to run it on the masters")
     masters, workers = hosts.get("master") or [], hosts.get("worker") or []
     for name in masters + workers:
         if not isinstance(name, str) or not HOST_RE.fullmatch(name):
@@ -286,7 +307,7 @@ def check(spec, contract, recorded=None):
         return problems
     problems += provider_problems(spec.get("provider"), spec.get("openstack") or {})
     if spec.get("hosts") is not None:
-        problems += static_problems(spec["hosts"])
+        problems += static_problems(spec["hosts"], spec.get("static") or {})
     problems += count_problems(contract, spec.get("masters"), spec.get("nodes"))
     problems += san_problems(spec.get("extra_sans"))
     if spec.get("provider") == "local" and is_count(spec.get("masters")) and is_count(spec.get("nodes")):
@@ -348,6 +369,17 @@ def fill(spec, contract, recorded=None):
     out["remove"] = list(dict.fromkeys(out.get("remove") or []))  # each name once
     out["extra_sans"] = list(out.get("extra_sans") or [])
     out["provider"] = out.get("provider") or recorded.get("provider") or "local"
+    inventory = out.pop("inventory_hosts", None)
+    if out["provider"] in INVENTORY_PROVIDERS:
+        inventory = inventory or {}
+        out["hosts"] = dict(master=list(inventory.get("master") or []), worker=list(inventory.get("worker") or []))
+        before = dict(recorded.get("static") or {})
+        given = dict((k, v) for k, v in (out.get("static") or {}).items() if v not in (None, "", []))
+        out["static"] = dict((key, given.get(key, before.get(key, default)))
+                             for key, default in STATIC_DEFAULTS.items())
+    else:
+        out.pop("hosts", None)
+        out["static"] = {}
     hosts = out.get("hosts")
     if hosts is not None:
         out["masters"] = len(hosts.get("master") or [])

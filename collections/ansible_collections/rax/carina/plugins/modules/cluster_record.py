@@ -108,6 +108,7 @@ def build(cluster, endpoint, subnet, settled, provider_data):
         api_url=rules.api_url(contract, endpoint) if contract else "",
         extra_sans=list(cluster.get("extra_sans") or []),
         openstack=dict(cluster.get("openstack") or {}),
+        static=dict(cluster.get("static") or {}),
         provider_data=dict(provider_data or {}),
     )
 

@@ -66,11 +66,30 @@ options:
       - Defaults to the provider the cluster was created with, else V(local).
     type: str
     choices: [local, openstack, static]
-  hosts:
+  inventory_hosts:
     description:
-      - For provider V(static), the inventory names of the masters (key V(master)) and workers (key
-        V(worker)); the counts follow from them.
+      - The inventory's names of the masters (key V(master)) and workers (key V(worker)), for
+        providers whose hosts exist already (V(static)); the counts follow from them. Other
+        providers name their hosts themselves and ignore it.
     type: dict
+  static:
+    description:
+      - Options of provider C(static). An option left out keeps the value the cluster was created with.
+    type: dict
+    default: {}
+    suboptions:
+      vip:
+        description:
+          - A free IPv4 address on the masters' network - HAProxy and keepalived on the masters hold it
+            and balance the COE's listeners. Give this or O(static.lb_hosts).
+        type: str
+      lb_hosts:
+        description: The one host (by inventory name) that runs HAProxy in front of the masters.
+        type: list
+        elements: str
+      interface:
+        description: Network interface of the VIP on the masters; empty finds the one holding the master's address.
+        type: str
   subnet:
     description:
       - For provider C(local), the IPv4 subnet of the cluster network in CIDR form (keep tests in
@@ -210,6 +229,12 @@ cluster:
     openstack:
       description: Options of provider C(openstack), with their defaults.
       type: dict
+    static:
+      description: Options of provider C(static) (C(vip), C(lb_hosts), C(interface)).
+      type: dict
+    hosts:
+      description: For provider C(static), the inventory's masters (C(master)) and workers (C(worker)).
+      type: dict
     extra_sans:
       description: Extra names and addresses of the masters' certificates.
       type: list
@@ -286,7 +311,12 @@ def main():
             masters=dict(type="int"),
             nodes=dict(type="int"),
             provider=dict(type="str", choices=list(rules.PROVIDERS)),
-            hosts=dict(type="dict"),
+            inventory_hosts=dict(type="dict"),
+            static=dict(type="dict", default={}, options=dict(
+                vip=dict(type="str"),
+                lb_hosts=dict(type="list", elements="str"),
+                interface=dict(type="str"),
+            )),
             openstack=dict(type="dict", default={}, options=OPENSTACK_OPTIONS),
             subnet=dict(type="str", default=""),
             image=dict(type="str", default=""),
@@ -314,8 +344,10 @@ def main():
     given = dict(name=name, coe=coe, coes=sorted(p["contracts"]), operation=p["operation"], masters=p["masters"],
                  nodes=p["nodes"], provider=p["provider"], subnet=p["subnet"], extra_sans=p["extra_sans"],
                  remove=p["remove"], openstack=dict((k, v) for k, v in (p["openstack"] or {}).items() if v is not None))
-    if p["hosts"] is not None:
-        given["hosts"] = dict(master=list(p["hosts"].get("master") or []), worker=list(p["hosts"].get("worker") or []))
+    if p["inventory_hosts"] is not None:
+        given["inventory_hosts"] = dict(master=list(p["inventory_hosts"].get("master") or []),
+                                        worker=list(p["inventory_hosts"].get("worker") or []))
+    given["static"] = dict(p["static"] or {})
     try:
         planned = rules.plan(given, contract, recorded)
     except rules.SpecError as exc:

@@ -63,6 +63,13 @@ options:
     type: list
     elements: str
     default: []
+  names:
+    description:
+      - The role's hosts by name, as the cluster's plan names them (the rax.carina playbooks pass
+        them, so that host naming lives in one place). Nodes of the role with other names are
+        released, missing names are deployed. Overrides O(count) and O(remove).
+    type: list
+    elements: str
   resource_class:
     description: Resource class of the nodes to pick.
     type: str
@@ -147,6 +154,7 @@ ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["present", "absent"], default="present"),
     count=dict(type="int", default=1),
     remove=dict(type="list", elements="str", default=[]),
+    names=dict(type="list", elements="str"),
     resource_class=dict(type="str", default="baremetal"),
     image=dict(type="str"),
     root_gb=dict(type="int", default=10),
@@ -272,6 +280,10 @@ class IronicHosts(CarinaOpenStackModule):
             keep = keep[:p["count"]]
         start = max([number_of(n) for n in names], default=0) + 1
         wanted = ["%s-%s-%d" % (self.cluster, self.role, i) for i in range(start, start + p["count"] - len(keep))]
+        if p["names"] is not None:
+            keep = [n for n in existing if (n.extra or {}).get(META_NAME) in p["names"]]
+            surplus = [n for n in existing if (n.extra or {}).get(META_NAME) not in p["names"]]
+            wanted = [name for name in p["names"] if name not in names]
 
         picked, image, network = self.pick(wanted) if wanted else ([], None, None)
 

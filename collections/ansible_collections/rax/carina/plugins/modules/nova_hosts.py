@@ -14,8 +14,12 @@ description:
   - Keeps O(count) Nova servers named C(<cluster>-<role>-N) for one role of a cluster, found by
     their metadata C(carina_cluster) and C(carina_role), so that a later run (or a delete) finds
     them even when local state is gone.
-  - Around them it keeps the cluster's key pair (from O(public_key)), a security group opening
-    exactly O(ports), and a server group with a (soft-)anti-affinity policy.
+  - Around them it keeps the cluster's key pair (from O(public_key)), a server group with a
+    (soft-)anti-affinity policy, and two security groups. The cluster's common group (O(security_group))
+    opens O(ports) and every server of the cluster is a member of it. The role's group, named
+    C(<security_group>-<role>), opens O(role_ports), each either to clients (a CIDR) or only to the
+    cluster's own hosts (the members of the common group). The role's servers are members of both;
+    servers that miss one are added to it.
   - Missing servers are created in parallel and waited for until ACTIVE; surplus servers (the
     named O(remove) first, then the highest numbers) are deleted with their floating IPs.
     Servers of this run that end in ERROR are deleted again, and the module fails naming them
@@ -23,7 +27,9 @@ description:
   - Everything is checked (flavor, image, network, external network, quota errors) before a
     server is created.
   - With O(state=absent) and no O(role), removes every server of the cluster, their floating
-    IPs, the security group, the server group and the key pair.
+    IPs, the role security groups (found by name and description, never another cluster's), the
+    common security group, the server group and the key pair.
+    With a O(role), removes only that role's servers.
 author:
   - rax.carina developers (@rax-carina)
 extends_documentation_fragment:
@@ -66,6 +72,13 @@ options:
     type: list
     elements: str
     default: []
+  names:
+    description:
+      - The role's servers by name, as the cluster's plan names them (the rax.carina playbooks pass
+        them, so that host naming lives in one place). Servers of the role with other names are
+        deleted, missing names are created. Overrides O(count) and O(remove).
+    type: list
+    elements: str
   flavor:
     description: Flavor name or id. Required to create servers.
     type: str
@@ -82,10 +95,14 @@ options:
     description: OpenSSH public key of the key pair.
     type: str
   security_group:
-    description: Name of the cluster's security group. Defaults to C(carina-<cluster>).
+    description:
+      - Name of the cluster's common security group. Defaults to C(carina-<cluster>).
+      - The role's group is named C(<security_group>-<role>).
     type: str
   ports:
-    description: Ingress rules of the security group (egress stays open).
+    description:
+      - Ingress rules of the cluster's common security group (egress stays open).
+      - Rules are only added; a rule no longer listed stays until the cluster is removed.
     type: list
     elements: dict
     default: []
@@ -100,6 +117,36 @@ options:
         type: str
       remote_ip_prefix:
         description: Source CIDR.
+        type: str
+        default: 0.0.0.0/0
+  role_ports:
+    description:
+      - Ingress rules of the role's security group C(<security_group>-<role>) (egress stays open).
+      - The module makes that group with the description C(carina cluster <cluster> role <role>) and then owns
+        its ingress rules, so an ingress rule that is no longer listed is removed (after the listed ones are
+        added). A group of that name with another description, made by someone else, only gains rules.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      protocol:
+        description: IP protocol.
+        type: str
+        choices: [tcp, udp, icmp]
+        default: tcp
+      port:
+        description: Port, or C(min-max) range, as a string (for example V(2377) or V(30000-32767)).
+        type: str
+      from:
+        description:
+          - Who may reach the port. V(clients) opens it to O(role_ports[].remote_ip_prefix).
+          - V(cluster) opens it only to the cluster's own hosts (remote group = the common security
+            group), with no CIDR.
+        type: str
+        choices: [clients, cluster]
+        default: clients
+      remote_ip_prefix:
+        description: Source CIDR with O(role_ports[].from=clients); ignored with V(cluster).
         type: str
         default: 0.0.0.0/0
   server_group_policy:
@@ -133,11 +180,12 @@ EXAMPLES = r"""
     public_key: "{{ lookup('ansible.builtin.file', '~/.carina/clusters/demo/ssh/id_ed25519.pub') }}"
     ports:
       - {port: "22"}
+    role_ports:
       - {port: "2376"}
-      - {port: "2377", remote_ip_prefix: 198.18.100.0/24}
-      - {port: "7946", remote_ip_prefix: 198.18.100.0/24}
-      - {port: "7946", protocol: udp, remote_ip_prefix: 198.18.100.0/24}
-      - {port: "4789", protocol: udp, remote_ip_prefix: 198.18.100.0/24}
+      - {port: "2377", from: cluster}
+      - {port: "7946", from: cluster}
+      - {port: "7946", protocol: udp, from: cluster}
+      - {port: "4789", protocol: udp, from: cluster}
   register: managers
 
 - name: Remove everything cluster demo owns on Nova and Neutron
@@ -186,7 +234,15 @@ removed:
   type: list
   elements: str
 security_group:
-  description: Id of the security group.
+  description:
+    - Id of the cluster's common security group.
+    - Empty in check mode when it is still to be made.
+  returned: when state is present
+  type: str
+role_security_group:
+  description:
+    - Id of the role's security group C(<security_group>-<role>).
+    - Empty in check mode when it is still to be made.
   returned: when state is present
   type: str
 server_group:
@@ -214,6 +270,7 @@ ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["present", "absent"], default="present"),
     count=dict(type="int", default=1),
     remove=dict(type="list", elements="str", default=[]),
+    names=dict(type="list", elements="str"),
     flavor=dict(type="str"),
     image=dict(type="str"),
     network=dict(type="str"),
@@ -225,6 +282,12 @@ ARGUMENT_SPEC = dict(
         port=dict(type="str"),
         remote_ip_prefix=dict(type="str", default="0.0.0.0/0"),
     )),
+    role_ports=dict(type="list", elements="dict", default=[], options={
+        "protocol": dict(type="str", choices=["tcp", "udp", "icmp"], default="tcp"),
+        "port": dict(type="str"),
+        "from": dict(type="str", choices=["clients", "cluster"], default="clients"),
+        "remote_ip_prefix": dict(type="str", default="0.0.0.0/0"),
+    }),
     server_group_policy=dict(type="str", default="soft-anti-affinity",
                              choices=["soft-anti-affinity", "anti-affinity", "affinity", "soft-affinity", "none"]),
     floating_ip=dict(type="bool", default=False),
@@ -295,27 +358,99 @@ class NovaHosts(CarinaOpenStackModule):
         if not self.check_mode:
             self.conn.compute.create_keypair(name=self.key_name, public_key=self.params["public_key"])
 
-    def ensure_security_group(self):
-        sg = self.conn.network.find_security_group(self.sg_name, ignore_missing=True)
+    def role_sg_name(self, role):
+        return "%s-%s" % (self.sg_name, role)
+
+    def role_sg_description(self, role):
+        return "carina cluster %s role %s" % (self.cluster, role)
+
+    def ensure_group(self, name, description):
+        """The security group `name`, made when missing; None in check mode when it is still to be made."""
+        sg = self.conn.network.find_security_group(name, ignore_missing=True)
         if sg is None:
             self.result["changed"] = True
             if self.check_mode:
-                return ""
-            sg = self.conn.network.create_security_group(
-                name=self.sg_name, description="carina cluster %s" % self.cluster)
-        have = {(r.protocol, r.port_range_min, r.port_range_max, r.remote_ip_prefix)
-                for r in self.conn.network.security_group_rules(security_group_id=sg.id) if r.direction == "ingress"}
-        for rule in self.params["ports"]:
-            low, high = port_range(rule["port"], rule["protocol"])
-            key = (rule["protocol"], low, high, rule["remote_ip_prefix"])
+                return None
+            sg = self.conn.network.create_security_group(name=name, description=description)
+        return sg
+
+    def ingress_rules(self, sg):
+        """The ingress rules of `sg` by rule key (none for a group still to be made)."""
+        have = {}
+        for rule in self.conn.network.security_group_rules(security_group_id=sg.id) if sg is not None else []:
+            if rule.direction == "ingress":
+                key = rule_key(ethertype=rule.ether_type, protocol=rule.protocol, low=rule.port_range_min,
+                               high=rule.port_range_max, prefix=rule.remote_ip_prefix, group=rule.remote_group_id)
+                have.setdefault(key, []).append(rule)
+        return have
+
+    def ensure_rules(self, sg, wanted, prune=False):
+        """Give `sg` the ingress rules `wanted` (rule keys, see rule_key); with prune, remove the others."""
+        have = self.ingress_rules(sg)
+        for key in wanted:
             if key in have:
                 continue
             self.result["changed"] = True
             if not self.check_mode:
+                ethertype, protocol, low, high, prefix, group = key
+                source = dict(remote_group_id=group) if group else dict(remote_ip_prefix=prefix or "0.0.0.0/0")
                 self.conn.network.create_security_group_rule(
-                    security_group_id=sg.id, direction="ingress", ethertype="IPv4", protocol=rule["protocol"],
-                    port_range_min=low, port_range_max=high, remote_ip_prefix=rule["remote_ip_prefix"])
-        return sg.id
+                    security_group_id=sg.id, direction="ingress", ethertype=ethertype, protocol=protocol,
+                    port_range_min=low, port_range_max=high, **source)
+        for key, rules in have.items() if prune else ():
+            if key in wanted:
+                continue
+            self.result["changed"] = True
+            for rule in rules if not self.check_mode else ():
+                self.conn.network.delete_security_group_rule(rule, ignore_missing=True)
+
+    def ensure_security_groups(self):
+        """The cluster's common group (O(ports)) and the role's group (O(role_ports)); returns both (None
+        in check mode for a group still to be made)."""
+        common = self.ensure_group(self.sg_name, "carina cluster %s" % self.cluster)
+        wanted = {}
+        for rule in self.params["ports"]:
+            low, high = port_range(rule["port"], rule["protocol"])
+            wanted[rule_key(protocol=rule["protocol"], low=low, high=high, prefix=rule["remote_ip_prefix"])] = True
+        self.ensure_rules(common, wanted)
+
+        role_name, description = self.role_sg_name(self.role), self.role_sg_description(self.role)
+        role_sg = self.ensure_group(role_name, description)
+        common_id = common.id if common is not None else None
+        wanted = {}
+        for rule in self.params["role_ports"]:
+            low, high = port_range(rule["port"], rule["protocol"])
+            if rule["from"] == "cluster":
+                wanted[rule_key(protocol=rule["protocol"], low=low, high=high, group=common_id)] = True
+            else:
+                wanted[rule_key(protocol=rule["protocol"], low=low, high=high, prefix=rule["remote_ip_prefix"])] = True
+        # The role's group is the module's own (made with this description): its ingress rules are exactly
+        # role_ports. A group of that name made by someone else only gains rules.
+        ours = role_sg is None or (role_sg.description or "") == description
+        self.ensure_rules(role_sg, wanted, prune=ours)
+        return common, role_sg
+
+    def ensure_membership(self, servers, groups):
+        """Add each server to the groups (names -> security group) it is not a member of yet."""
+        for server in servers:
+            have = {g.get("name") for g in server.security_groups or []}
+            for name, sg in groups.items():
+                if name in have:
+                    continue
+                self.result["changed"] = True
+                if not self.check_mode:
+                    self.conn.compute.add_security_group_to_server(server, sg)
+
+    def role_groups(self):
+        """The role security groups this module made for the cluster: named <security_group>-<role> and
+        described as the cluster's (so another cluster's group, such as carina-<cluster>-2, is never taken)."""
+        prefix = self.sg_name + "-"
+        found = []
+        for sg in self.conn.network.security_groups(project_id=self.conn.current_project_id):
+            name = sg.name or ""
+            if name.startswith(prefix) and (sg.description or "") == self.role_sg_description(name[len(prefix):]):
+                found.append(sg)
+        return sorted(found, key=lambda sg: sg.name)
 
     def ensure_server_group(self):
         policy = self.params["server_group_policy"]
@@ -330,14 +465,15 @@ class NovaHosts(CarinaOpenStackModule):
         return self.conn.compute.create_server_group(name=self.sg_group_name, policy=policy).id
 
     # -- servers ----------------------------------------------------------------------------
-    def create_servers(self, names, found, sg_id, group_id):
+    def create_servers(self, names, found, group_id):
         metadata = dict(self.params["metadata"], **{META_CLUSTER: self.cluster, META_ROLE: self.role})
         created = []
         try:
             for name in names:
                 kwargs = dict(name=name, flavor_id=found["flavor"].id, image_id=found["image"].id,
                               networks=[{"uuid": found["network"].id}], key_name=self.key_name,
-                              security_groups=[{"name": self.sg_name}], metadata=metadata)
+                              security_groups=[{"name": self.sg_name}, {"name": self.role_sg_name(self.role)}],
+                              metadata=metadata)
                 if group_id:
                     kwargs["scheduler_hints"] = {"group": group_id}
                 created.append(self.conn.compute.create_server(**kwargs))
@@ -420,11 +556,21 @@ class NovaHosts(CarinaOpenStackModule):
         used = [number_of(n) for n in names]
         start = max(used, default=0) + 1
         missing = ["%s-%s-%d" % (self.cluster, self.role, i) for i in range(start, start + p["count"] - len(keep))]
+        if p["names"] is not None:
+            bad = [n for n in p["names"] if not NAME_RE.match(n)]
+            if bad:
+                self.fail("server names %s must be lower-case letters, digits and '-'" % ", ".join(bad))
+            keep = [s for s in existing if s.name in p["names"]]
+            surplus = [s for s in existing if s.name not in p["names"]]
+            missing = [n for n in p["names"] if n not in names]
         found = self.resolve(bool(missing))
 
         self.ensure_keypair()
-        sg_id = self.ensure_security_group()
+        common, role_sg = self.ensure_security_groups()
         group_id = self.ensure_server_group()
+        self.result.update(security_group=common.id if common is not None else "",
+                           role_security_group=role_sg.id if role_sg is not None else "", server_group=group_id)
+        self.ensure_membership(keep, {self.sg_name: common, self.role_sg_name(self.role): role_sg})
         if surplus:
             self.result["changed"] = True
             self.result["removed"] = [s.name for s in surplus]
@@ -437,7 +583,7 @@ class NovaHosts(CarinaOpenStackModule):
             self.result["hosts"] = [self.describe(s) for s in keep] + [
                 dict(name=n, id="", role=self.role, address="", floating_ip="", status="") for n in missing]
             return
-        created = self.create_servers(missing, found, sg_id, group_id) if missing else []
+        created = self.create_servers(missing, found, group_id) if missing else []
         servers = [self.conn.compute.get_server(s.id) for s in keep] + created
         if p["floating_ip"] and servers:
             self.attach_floating_ips(servers, found.get("external") or self.conn.network.find_network(
@@ -447,7 +593,6 @@ class NovaHosts(CarinaOpenStackModule):
                               lambda: all(server_addresses(self.conn.compute.get_server(s.id))[1] for s in servers))
             servers = [self.conn.compute.get_server(s.id) for s in servers]
         self.result["hosts"] = [self.describe(s) for s in servers]
-        self.result.update(security_group=sg_id, server_group=group_id)
 
     def absent(self):
         servers = self.servers(self.role)
@@ -458,7 +603,12 @@ class NovaHosts(CarinaOpenStackModule):
                 self.delete_servers(servers)
         if self.role is not None:
             return
-        # The whole cluster: its shared resources too.
+        # The whole cluster: its shared resources too. The role groups first: their rules name the common group.
+        for sg in self.role_groups():
+            self.result["changed"] = True
+            self.result["removed"].append("security group %s" % sg.name)
+            if not self.check_mode:
+                self.conn.network.delete_security_group(sg, ignore_missing=True)
         sg = self.conn.network.find_security_group(self.sg_name, ignore_missing=True)
         if sg is not None:
             self.result["changed"] = True
@@ -476,6 +626,13 @@ class NovaHosts(CarinaOpenStackModule):
             self.result["removed"].append("key pair %s" % self.key_name)
             if not self.check_mode:
                 self.conn.compute.delete_keypair(self.key_name, ignore_missing=True)
+
+
+def rule_key(*, protocol, low, high, prefix=None, group=None, ethertype="IPv4"):
+    """What makes an ingress rule the same as another, as Neutron sees duplicates (no prefix is 0.0.0.0/0):
+    (ethertype, protocol, port_range_min, port_range_max, remote_ip_prefix, remote_group_id)."""
+    return (ethertype or "IPv4", protocol, low, high, None if prefix in (None, "", "0.0.0.0/0", "::/0") else prefix,
+            group or None)
 
 
 def port_range(port, protocol):

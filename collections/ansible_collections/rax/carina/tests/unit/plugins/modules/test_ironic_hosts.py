@@ -138,3 +138,15 @@ def test_check_mode_touches_nothing(cloud, capsys):
     result = run(capsys, BASE, check_mode=True)
     assert result["changed"] is True and result["deployed"] == ["demo-worker-1", "demo-worker-2"]
     assert cloud.touched == [] and cloud.ports == {}
+
+
+def test_names_from_the_plan_deploy_and_release_exactly_those(cloud, capsys):
+    named = dict(BASE, role="master", names=["demo-manager-1", "demo-manager-2"])
+    named.pop("count")
+    result = run(capsys, named)
+    assert result["deployed"] == ["demo-manager-1", "demo-manager-2"]
+    assert sorted(h["name"] for h in result["hosts"]) == ["demo-manager-1", "demo-manager-2"]
+    assert run(capsys, named)["changed"] is False
+    fewer = run(capsys, dict(named, names=["demo-manager-2", "demo-manager-4"]))
+    assert fewer["released"] == ["demo-manager-1"] and fewer["deployed"] == ["demo-manager-4"]
+    assert sorted(h["name"] for h in fewer["hosts"]) == ["demo-manager-2", "demo-manager-4"]

@@ -22,6 +22,10 @@ class HttpError(openstack.exceptions.HttpException):
     pass
 
 
+def sg_names(server):
+    return [g["name"] for g in server.security_groups]
+
+
 class FakeCloud:
     """Just enough of conn.compute / conn.network / conn.image for the module, with state."""
 
@@ -32,6 +36,8 @@ class FakeCloud:
         self.server_groups = {}
         self.security_groups = {}
         self.rules = []
+        self.deleted_groups = []  # names, in the order they were deleted
+        self.current_project_id = "p1"
         self.floating = {}
         self.flavors = [SimpleNamespace(id="f1", name="m1.small")]
         self.images = [SimpleNamespace(id="i1", name="carina-host"), SimpleNamespace(id="i2", name="broken")]
@@ -50,6 +56,7 @@ class FakeCloud:
             server_groups=lambda: list(self.server_groups.values()),
             create_server_group=self.create_server_group,
             delete_server_group=lambda group, ignore_missing=True: self.server_groups.pop(group.id, None),
+            add_security_group_to_server=self.add_security_group_to_server,
         )
         self.image = SimpleNamespace(find_image=lambda name, ignore_missing=True: self.find(self.images, name))
         self.network = SimpleNamespace(
@@ -57,10 +64,13 @@ class FakeCloud:
             find_security_group=lambda name, ignore_missing=True: self.find(
                 list(self.security_groups.values()), name),
             create_security_group=self.create_sg,
-            delete_security_group=lambda sg, ignore_missing=True: self.security_groups.pop(sg.id, None),
+            delete_security_group=self.delete_sg,
+            security_groups=lambda project_id=None: [g for g in self.security_groups.values()
+                                                     if project_id in (None, g.project_id)],
             security_group_rules=lambda security_group_id: [r for r in self.rules
                                                             if r.security_group_id == security_group_id],
-            create_security_group_rule=lambda **kw: self.rules.append(SimpleNamespace(**kw)),
+            create_security_group_rule=self.create_rule,
+            delete_security_group_rule=lambda rule, ignore_missing=True: self.rules.remove(rule),
             ports=lambda device_id: [SimpleNamespace(id="port-" + device_id)] if device_id in self.servers else [],
             ips=lambda port_id: [ip for ip in self.floating.values() if ip.port_id == port_id],
             create_ip=self.create_ip,
@@ -79,9 +89,13 @@ class FakeCloud:
         if len(self.servers) >= self.quota:
             raise HttpError(message="Quota exceeded for instances: Requested 1, but already used %d of %d instances"
                             % (len(self.servers), self.quota))
+        for group in kw["security_groups"]:  # as Nova: every group named must exist
+            if self.find(list(self.security_groups.values()), group["name"]) is None:
+                raise HttpError(message="Security group %s not found for project p1." % group["name"])
         sid = "s%d" % next(self.ids)
         server = SimpleNamespace(id=sid, name=kw["name"], status="BUILD", metadata=dict(kw["metadata"]),
-                                 addresses={}, fault=None, image_id=kw["image_id"])
+                                 addresses={}, fault=None, image_id=kw["image_id"],
+                                 security_groups=[dict(g) for g in kw["security_groups"]])
         self.servers[sid] = server
         return server
 
@@ -109,10 +123,54 @@ class FakeCloud:
         self.server_groups[group.id] = group
         return group
 
+    def add_security_group_to_server(self, server, sg):
+        server = self.servers[server.id]
+        if sg.name not in sg_names(server):
+            server.security_groups.append({"name": sg.name})
+
     def create_sg(self, name, description):
-        sg = SimpleNamespace(id="sg%d" % next(self.ids), name=name)
+        sg = SimpleNamespace(id="sg%d" % next(self.ids), name=name, description=description, project_id="p1")
         self.security_groups[sg.id] = sg
+        self.rules.append(SimpleNamespace(id="r%d" % next(self.ids), security_group_id=sg.id, direction="egress",
+                                          ether_type="IPv4", protocol=None, port_range_min=None, port_range_max=None,
+                                          remote_ip_prefix=None, remote_group_id=None))
         return sg
+
+    def delete_sg(self, sg, ignore_missing=True):
+        """As Neutron: refused while a server uses it; its rules, and rules naming it as remote group, go."""
+        if any(sg.name in sg_names(s) for s in self.servers.values()):
+            raise openstack.exceptions.ConflictException(message="Security Group %s in use." % sg.id)
+        self.security_groups.pop(sg.id, None)
+        self.deleted_groups.append(sg.name)
+        self.rules = [r for r in self.rules if sg.id not in (r.security_group_id, r.remote_group_id)]
+
+    def create_rule(self, **kw):
+        """As Neutron: a prefix or a remote group, not both; the remote group must exist; no duplicates.
+        Read back as the SDK names the attributes (ethertype is ether_type)."""
+        kw["ether_type"] = kw.pop("ethertype", "IPv4")
+        rule = SimpleNamespace(**dict(dict(remote_ip_prefix=None, remote_group_id=None), **kw))
+        if rule.remote_ip_prefix and rule.remote_group_id:
+            raise openstack.exceptions.BadRequestException(
+                message="Only remote_ip_prefix or remote_group_id may be provided.")
+        if rule.remote_group_id and rule.remote_group_id not in self.security_groups:
+            raise openstack.exceptions.NotFoundException(message="Security group %s does not exist"
+                                                         % rule.remote_group_id)
+        fields = ("security_group_id", "direction", "ether_type", "protocol", "port_range_min", "port_range_max",
+                  "remote_ip_prefix", "remote_group_id")
+        if any(all(getattr(r, f) == getattr(rule, f) for f in fields) for r in self.rules):
+            raise openstack.exceptions.ConflictException(message="Security group rule already exists.")
+        rule.id = "r%d" % next(self.ids)
+        self.rules.append(rule)
+        return rule
+
+    def group(self, name):
+        return self.find(list(self.security_groups.values()), name)
+
+    def ingress(self, name):
+        """{(protocol, min, max, remote_ip_prefix, remote_group_id)} of the group's ingress rules."""
+        sg = self.group(name)
+        return {(r.protocol, r.port_range_min, r.port_range_max, r.remote_ip_prefix, r.remote_group_id)
+                for r in self.rules if r.security_group_id == sg.id and r.direction == "ingress"}
 
     def create_ip(self, floating_network_id, port_id, description):
         ip = SimpleNamespace(id="fip%d" % next(self.ids), port_id=port_id,
@@ -151,21 +209,24 @@ def test_create_then_nothing_to_change(cloud, capsys):
     call = cloud.calls[0]
     assert call["scheduler_hints"] == {"group": result["server_group"]}
     assert call["metadata"] == {"carina_cluster": "demo", "carina_role": "manager"}
-    assert call["security_groups"] == [{"name": "carina-demo"}]
-    assert {(r.protocol, r.port_range_min, r.remote_ip_prefix) for r in cloud.rules} == {
-        ("tcp", 2376, "0.0.0.0/0"), ("udp", 7946, "198.18.100.0/24")}
+    assert call["security_groups"] == [{"name": "carina-demo"}, {"name": "carina-demo-manager"}]
+    assert cloud.ingress("carina-demo") == {
+        ("tcp", 2376, 2376, "0.0.0.0/0", None), ("udp", 7946, 7946, "198.18.100.0/24", None)}
+    assert cloud.ingress("carina-demo-manager") == set()
+    rules = len(cloud.rules)
 
     again = run(capsys, BASE)
     assert again["changed"] is False, again
     assert again["created"] == [] and again["removed"] == []
-    assert len(cloud.servers) == 3 and len(cloud.rules) == 2
+    assert len(cloud.servers) == 3 and len(cloud.rules) == rules
 
 
 def test_check_mode_creates_nothing(cloud, capsys):
-    result = run(capsys, BASE, check_mode=True)
+    result = run(capsys, ROLE, check_mode=True)
     assert result["changed"] is True
     assert result["created"] == ["demo-manager-1", "demo-manager-2", "demo-manager-3"]
-    assert cloud.servers == {} and cloud.keypairs == {} and cloud.security_groups == {}
+    assert result["security_group"] == "" and result["role_security_group"] == ""
+    assert cloud.servers == {} and cloud.keypairs == {} and cloud.security_groups == {} and cloud.rules == []
 
 
 def test_shrink_removes_named_then_highest(cloud, capsys):
@@ -215,3 +276,139 @@ def test_absent_removes_the_whole_cluster(cloud, capsys):
     assert cloud.servers == {} and cloud.floating == {}
     assert cloud.security_groups == {} and cloud.server_groups == {} and cloud.keypairs == {}
     assert run(capsys, {"cloud": "devstack", "cluster": "demo", "state": "absent"})["changed"] is False
+
+
+# -- per-role security groups -------------------------------------------------------------------
+ROLE = dict(BASE, ports=[{"port": "22"}], role_ports=[
+    {"port": "2376"},
+    {"port": "2377", "from": "cluster"},
+    {"port": "7946", "protocol": "udp", "from": "cluster"},
+    {"port": "30000-32767", "remote_ip_prefix": "198.19.200.0/24"},
+])
+
+
+def test_role_group_opens_cluster_ports_only_to_the_common_group(cloud, capsys):
+    result = run(capsys, ROLE)
+    assert result["changed"] is True, result
+    common, role = cloud.group("carina-demo"), cloud.group("carina-demo-manager")
+    assert (result["security_group"], result["role_security_group"]) == (common.id, role.id)
+    assert role.description == "carina cluster demo role manager"
+    assert cloud.ingress("carina-demo") == {("tcp", 22, 22, "0.0.0.0/0", None)}
+    assert cloud.ingress("carina-demo-manager") == {
+        ("tcp", 2376, 2376, "0.0.0.0/0", None),
+        ("tcp", 2377, 2377, None, common.id),
+        ("udp", 7946, 7946, None, common.id),
+        ("tcp", 30000, 32767, "198.19.200.0/24", None),
+    }
+    # nothing cluster-internal is open to the world, in either group
+    open_ports = {(p, lo) for p, lo, _hi, prefix, _g in cloud.ingress("carina-demo") | cloud.ingress(
+        "carina-demo-manager") if prefix == "0.0.0.0/0"}
+    assert open_ports == {("tcp", 22), ("tcp", 2376)}
+    assert all(c["security_groups"] == [{"name": "carina-demo"}, {"name": "carina-demo-manager"}]
+               for c in cloud.calls)
+    assert all(sg_names(s) == ["carina-demo", "carina-demo-manager"] for s in cloud.servers.values())
+
+    rules = sorted(r.id for r in cloud.rules)
+    again = run(capsys, ROLE)
+    assert again["changed"] is False, again
+    assert sorted(r.id for r in cloud.rules) == rules
+    assert (again["security_group"], again["role_security_group"]) == (common.id, role.id)
+
+
+def test_roles_share_the_common_group_and_have_their_own(cloud, capsys):
+    run(capsys, ROLE)
+    workers = run(capsys, dict(ROLE, role="worker", count=2, role_ports=[{"port": "7946", "from": "cluster"}]))
+    common = cloud.group("carina-demo")
+    assert workers["security_group"] == common.id
+    assert workers["role_security_group"] == cloud.group("carina-demo-worker").id
+    assert cloud.ingress("carina-demo-worker") == {("tcp", 7946, 7946, None, common.id)}
+    assert sorted(sg_names(s) for s in cloud.servers.values()) == (
+        [["carina-demo", "carina-demo-manager"]] * 3 + [["carina-demo", "carina-demo-worker"]] * 2)
+    assert len(cloud.ingress("carina-demo-manager")) == 4  # the workers' run left the managers' group alone
+
+
+def test_check_mode_on_an_existing_cluster_decides_but_calls_nothing(cloud, capsys):
+    run(capsys, BASE)  # servers and groups, no role_ports yet
+    rules = sorted(r.id for r in cloud.rules)
+    result = run(capsys, ROLE, check_mode=True)
+    assert result["changed"] is True and result["created"] == []
+    assert sorted(r.id for r in cloud.rules) == rules
+    assert run(capsys, ROLE)["changed"] is True
+    assert run(capsys, ROLE, check_mode=True)["changed"] is False
+
+
+def test_existing_servers_join_groups_they_miss(cloud, capsys):
+    run(capsys, ROLE)
+    for server in cloud.servers.values():  # as made by a version that knew only the common group
+        server.security_groups = [{"name": "carina-demo"}]
+    check = run(capsys, ROLE, check_mode=True)
+    assert check["changed"] is True
+    assert all(sg_names(s) == ["carina-demo"] for s in cloud.servers.values())
+    result = run(capsys, ROLE)
+    assert result["changed"] is True and result["created"] == []
+    assert all(sg_names(s) == ["carina-demo", "carina-demo-manager"] for s in cloud.servers.values())
+    assert run(capsys, ROLE)["changed"] is False
+
+
+def test_role_rules_follow_role_ports_common_rules_only_grow(cloud, capsys):
+    run(capsys, ROLE)
+    common = cloud.group("carina-demo")
+    moved = dict(ROLE, ports=[{"port": "2222"}], role_ports=[{"port": "2376", "from": "cluster"}])
+    assert run(capsys, dict(moved), check_mode=True)["changed"] is True
+    assert len(cloud.ingress("carina-demo-manager")) == 4
+    result = run(capsys, moved)
+    assert result["changed"] is True
+    assert cloud.ingress("carina-demo-manager") == {("tcp", 2376, 2376, None, common.id)}
+    assert cloud.ingress("carina-demo") == {("tcp", 22, 22, "0.0.0.0/0", None), ("tcp", 2222, 2222, "0.0.0.0/0", None)}
+    assert run(capsys, moved)["changed"] is False
+
+
+def test_a_foreign_group_of_the_role_name_is_not_pruned(cloud, capsys):
+    sg = cloud.create_sg("carina-demo-manager", "made by hand")
+    cloud.create_rule(security_group_id=sg.id, direction="ingress", ethertype="IPv4", protocol="tcp",
+                      port_range_min=8080, port_range_max=8080, remote_ip_prefix="0.0.0.0/0")
+    run(capsys, ROLE)
+    assert ("tcp", 8080, 8080, "0.0.0.0/0", None) in cloud.ingress("carina-demo-manager")
+    assert len(cloud.ingress("carina-demo-manager")) == 5
+
+
+def test_absent_removes_role_groups_then_the_common_group(cloud, capsys):
+    run(capsys, ROLE)
+    run(capsys, dict(ROLE, role="worker", count=1, role_ports=[{"port": "7946", "from": "cluster"}]))
+    # another cluster whose names start like ours: carina-demo-2, carina-demo-2-manager
+    run(capsys, dict(ROLE, cluster="demo-2", count=1))
+    check = run(capsys, {"cloud": "devstack", "cluster": "demo", "state": "absent"}, check_mode=True)
+    assert check["changed"] is True and cloud.deleted_groups == [] and len(cloud.servers) == 5
+
+    result = run(capsys, {"cloud": "devstack", "cluster": "demo", "state": "absent"})
+    assert result["changed"] is True
+    assert cloud.deleted_groups == ["carina-demo-manager", "carina-demo-worker", "carina-demo"]
+    assert [r for r in result["removed"] if r.startswith("security group")] == [
+        "security group carina-demo-manager", "security group carina-demo-worker", "security group carina-demo"]
+    assert sorted(g.name for g in cloud.security_groups.values()) == ["carina-demo-2", "carina-demo-2-manager"]
+    assert [s.name for s in cloud.servers.values()] == ["demo-2-manager-1"]
+    assert cloud.ingress("carina-demo-2-manager") >= {("tcp", 2377, 2377, None, cloud.group("carina-demo-2").id)}
+    assert run(capsys, {"cloud": "devstack", "cluster": "demo", "state": "absent"})["changed"] is False
+
+
+def test_absent_with_a_role_removes_only_its_servers(cloud, capsys):
+    run(capsys, ROLE)
+    run(capsys, dict(ROLE, role="worker", count=1))
+    result = run(capsys, {"cloud": "devstack", "cluster": "demo", "role": "worker", "state": "absent"})
+    assert result["removed"] == ["demo-worker-1"]
+    assert cloud.deleted_groups == []
+    assert sorted(s.name for s in cloud.servers.values()) == ["demo-manager-1", "demo-manager-2", "demo-manager-3"]
+
+
+def test_names_from_the_plan_create_and_delete_exactly_those(cloud, capsys):
+    named = dict(BASE, role="master", names=["demo-manager-1", "demo-manager-2"])
+    named.pop("count")
+    result = run(capsys, named)
+    assert result["created"] == ["demo-manager-1", "demo-manager-2"]
+    assert {s.metadata["carina_role"] for s in cloud.servers.values()} == {"master"}
+    assert run(capsys, named)["changed"] is False
+    moved = run(capsys, dict(named, names=["demo-manager-2", "demo-manager-5"]))
+    assert moved["removed"] == ["demo-manager-1"] and moved["created"] == ["demo-manager-5"]
+    assert sorted(h["name"] for h in moved["hosts"]) == ["demo-manager-2", "demo-manager-5"]
+    bad = run(capsys, dict(named, names=["Demo_1"]))
+    assert bad["failed"] is True and "Demo_1" in bad["msg"]
