@@ -49,6 +49,37 @@ def cluster_nodes(hostnames, hostvars):
     return nodes
 
 
+def inventory_nodes(hostnames, role, hostvars):
+    """[{name, address, role}] of hosts an inventory names (provider static), before they carry
+    carina_address: the address is carina_address if the inventory sets it, else ansible_host."""
+    nodes = []
+    for host in hostnames or []:
+        hv = hostvars[host] if host in hostvars else {}
+        address = hv.get("carina_address") or hv.get("ansible_host") or host
+        nodes.append({"name": host, "address": address, "role": role})
+    return nodes
+
+
+CONNECTION_VARS = ("ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file")
+
+
+def connection_vars(hostnames, hostvars):
+    """{name: {address, ansible_host, ...}}: how to reach each host again when the inventory no longer
+    names it (the static provider records this). Only connection settings; never a password."""
+    out = {}
+    for host in hostnames or []:
+        if host not in hostvars:
+            continue
+        hv = hostvars[host]
+        entry = {"address": hv.get("carina_address") or hv.get("ansible_host") or host}
+        for key in CONNECTION_VARS:
+            if hv.get(key) not in (None, ""):
+                entry[key] = hv.get(key)
+        entry.setdefault("ansible_host", host)
+        out[host] = entry
+    return out
+
+
 def client_certs(clients, cluster):
     """rax.carina.cluster_pki client entries from a COE contract's pki.clients ({cluster} filled in)."""
     out = []
@@ -68,4 +99,5 @@ def client_certs(clients, cluster):
 
 class FilterModule:
     def filters(self):
-        return {"server_certs": server_certs, "cluster_nodes": cluster_nodes, "client_certs": client_certs}
+        return {"server_certs": server_certs, "cluster_nodes": cluster_nodes, "client_certs": client_certs,
+                "inventory_nodes": inventory_nodes, "connection_vars": connection_vars}
