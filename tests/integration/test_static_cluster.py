@@ -1,0 +1,184 @@
+"""Provider static end to end: "existing machines" made from the host image, handed over as an
+inventory, a Swarm on them used with the docker CLI through the bundle, scaled by editing the
+inventory, and deleted, after which the machines still run with carina's traces gone."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import ROOT, docker, env, run_module, ssh
+
+NAME = "it-static"
+MACHINES = "it-static-machines"  # the machines' own label: carina's cluster must never touch them
+LB_MACHINES = ["st-m1", "st-w1", "st-w2", "st-lb"]
+VIP_MACHINES = ["st-v1", "st-v2", "st-v3"]
+
+
+def playbook(name: str, inventory: Path, home: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = ["ansible-playbook", "-i", str(inventory), f"playbooks/{name}.yml", "-e", f"carina_name={NAME}",
+           "-e", f"carina_home={home}", *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=env() | {"ANSIBLE_NOCOLOR": "1"}, capture_output=True, text=True,
+                          timeout=1200, check=False)
+
+
+def ok(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def machines(tmp_path_factory):
+    """Seven machines with sshd and a key, as someone's existing servers would be."""
+    folder = tmp_path_factory.mktemp("machines")
+    key = folder / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    hosts = [{"name": n, "role": "machine"} for n in LB_MACHINES + VIP_MACHINES if n != "st-lb"]
+    # The load balancer machine is a bare host: carina installs HAProxy on it, and removes it again.
+    hosts.append({"name": "st-lb", "role": "machine", "image": "carina-host:bookworm", "engine_volume": False})
+    rc, made = run_module("rax.carina.local_hosts", {
+        "cluster": MACHINES, "image": "carina-host:bookworm-engine",
+        "public_key": (folder / "id_ed25519.pub").read_text(), "hosts": hosts})
+    try:
+        assert rc == 0, made
+        yield {"key": key, "folder": folder, "subnet": made["network"]["subnet"],
+               "address": {h["name"]: h["address"] for h in made["hosts"]}}
+    finally:
+        rc, gone = run_module("rax.carina.local_hosts", {"cluster": MACHINES, "state": "absent"})
+        assert rc == 0, gone
+
+
+def inventory(machines, path: Path, masters, workers, *, lb=None, vip="") -> Path:
+    def group(names):
+        return {"hosts": {n: {"ansible_host": machines["address"][n]} for n in names}}
+
+    children = {"masters": group(masters), "workers": group(workers)}
+    if lb:
+        children["lb"] = group([lb])
+    data = {"all": {
+        "hosts": {"localhost": {"ansible_connection": "local",
+                                "ansible_python_interpreter": "{{ ansible_playbook_python }}"}},
+        "vars": {"carina_provider": "static", "ansible_user": "root",
+                 "ansible_ssh_private_key_file": str(machines["key"]), **({"carina_vip": vip} if vip else {})},
+        "children": children}}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def docker_env(state: Path) -> dict[str, str]:
+    out = dict(env())
+    for line in (state / "docker.env").read_text().splitlines():
+        if line.startswith("export "):
+            key, _sep, value = line[len("export "):].partition("=")
+            out[key] = value.strip("'")
+    return out
+
+
+def nodes(state: Path) -> dict[str, str]:
+    proc = subprocess.run(["docker", "node", "ls", "--format", "{{json .}}"], env=docker_env(state),
+                          capture_output=True, text=True, timeout=60, check=True)
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    return {row["Hostname"]: row["ManagerStatus"] or "worker" for row in rows if row["Status"] == "Ready"}
+
+
+def on(machines, name: str, command: str) -> str:
+    return ssh(machines["key"], machines["address"][name], command).stdout.strip()
+
+
+def untouched(machines, name: str) -> None:
+    """A machine given back: running, out of any swarm, no TLS settings of carina's."""
+    assert docker("inspect", "-f", "{{.State.Running}}", name) == "true"
+    state = on(machines, name, "docker info --format '{{.Swarm.LocalNodeState}}'")
+    assert state == "inactive", on(machines, name, "systemctl status docker --no-pager; journalctl -u docker -n 30 --no-pager")
+    assert on(machines, name, "ls /etc/docker/daemon.json /etc/docker/tls "
+                              "/etc/systemd/system/docker.service.d/carina.conf 2>/dev/null | wc -l") == "0"
+
+
+def test_swarm_on_existing_machines_with_a_load_balancer_host(machines, tmp_path):
+    home = tmp_path / "home"
+    inv = inventory(machines, tmp_path / "hosts.yml", ["st-m1"], ["st-w1"], lb="st-lb")
+    ok(playbook("create", inv, home))
+    state = home / "clusters" / NAME
+    record = json.loads((state / "cluster.json").read_text())
+    assert record["provider"] == "static" and record["endpoint"] == machines["address"]["st-lb"]
+    assert record["api_url"] == f"tcp://{machines['address']['st-lb']}:2376"
+    assert nodes(state) == {"st-m1": "Leader", "st-w1": "worker"}
+    # The Docker API answers through the load balancer host, with the bundle only.
+    info = subprocess.run(["docker", "info", "--format", "{{.Swarm.ControlAvailable}}"], env=docker_env(state),
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert info.stdout.strip() == "true"
+    assert on(machines, "st-lb", "cat /var/lib/carina/lb_haproxy-installed") == "haproxy"
+
+    # A second run changes nothing.
+    again = ok(playbook("create", inv, home))
+    assert all(int(n) == 0 for n in re.findall(r"changed=(\d+)", again)), again[-3000:]
+
+    # Scale by editing the inventory: a worker joins, then one leaves and is given back.
+    inventory(machines, inv, ["st-m1"], ["st-w1", "st-w2"], lb="st-lb")
+    ok(playbook("scale", inv, home))
+    assert nodes(state) == {"st-m1": "Leader", "st-w1": "worker", "st-w2": "worker"}
+    inventory(machines, inv, ["st-m1"], ["st-w2"], lb="st-lb")
+    ok(playbook("scale", inv, home))
+    assert nodes(state) == {"st-m1": "Leader", "st-w2": "worker"}
+    untouched(machines, "st-w1")
+
+    # Delete gives every machine back and deletes none.
+    ok(playbook("delete", inv, home))
+    assert not state.exists()
+    for name in ("st-m1", "st-w2"):
+        untouched(machines, name)
+    assert docker("inspect", "-f", "{{.State.Running}}", "st-lb") == "true"
+    assert on(machines, "st-lb", "command -v haproxy || echo gone") == "gone"
+
+
+def test_refused_before_anything_when_a_host_is_in_another_swarm(machines, tmp_path):
+    home = tmp_path / "home"
+    on(machines, "st-w1", "docker swarm init --advertise-addr " + machines["address"]["st-w1"])
+    try:
+        inv = inventory(machines, tmp_path / "hosts.yml", ["st-m1"], ["st-w1"], lb="st-lb")
+        proc = playbook("create", inv, home)
+        assert proc.returncode != 0
+        assert "st-w1 is already in a swarm" in proc.stdout, proc.stdout[-3000:]
+        assert on(machines, "st-m1", "ls /etc/docker/daemon.json 2>/dev/null | wc -l") == "0"
+    finally:
+        on(machines, "st-w1", "docker swarm leave --force")
+    proc = playbook("delete", inventory(machines, tmp_path / "hosts.yml", ["st-m1"], ["st-w1"], lb="st-lb"), home)
+    ok(proc)
+
+
+def test_three_masters_behind_a_virtual_ip_survive_losing_its_holder(machines, tmp_path):
+    home = tmp_path / "home"
+    subnet = ipaddress.ip_network(machines["subnet"])
+    vip = str(subnet.network_address + 250)
+    inv = inventory(machines, tmp_path / "hosts.yml", VIP_MACHINES, [], vip=vip)
+    ok(playbook("create", inv, home))
+    state = home / "clusters" / NAME
+    assert json.loads((state / "cluster.json").read_text())["api_url"] == f"tcp://{vip}:2376"
+    assert sorted(nodes(state).values()) == ["Leader", "Reachable", "Reachable"]
+    holders = [n for n in VIP_MACHINES if vip in on(machines, n, "ip -o -4 addr show")]
+    assert len(holders) == 1, holders
+    # The holder's HAProxy stops: the VIP moves to another master and the CLI keeps working.
+    on(machines, holders[0], "systemctl stop haproxy")
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            moved = [n for n in VIP_MACHINES if vip in on(machines, n, "ip -o -4 addr show")]
+            if moved and moved != holders:
+                break
+            time.sleep(1)
+        assert moved and moved != holders, moved
+        assert sorted(nodes(state).values()) == ["Leader", "Reachable", "Reachable"]
+    finally:
+        on(machines, holders[0], "systemctl start haproxy")
+    ok(playbook("delete", inv, home))
+    for name in VIP_MACHINES:
+        untouched(machines, name)
+        assert on(machines, name, "command -v keepalived || echo gone") == "gone"
+        assert on(machines, name, "sysctl -n net.ipv4.ip_nonlocal_bind") == "0"
