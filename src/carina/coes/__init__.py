@@ -62,9 +62,9 @@ def get(name: str) -> Coe:
 
 
 def default() -> str:
-    """The COE a create makes when none is named: the plug-in marked default, else the first COE."""
+    """The COE a create makes when none is named: the one whose contract says `default` (the rule the
+    playbooks use too), else the first COE."""
     available = names()
     if not available:
         raise CarinaError(f"the collection in {planning.collection_root()} has no COE driver")
-    marked = [n for n, cls in plugins().items() if cls.default and n in available]
-    return (marked or available)[0]
+    return planning.spec().default_coe(planning.contracts()) or available[0]

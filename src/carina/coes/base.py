@@ -29,7 +29,6 @@ class Coe:
     """A COE as carina drives it. Subclasses set `name` and override health(); see carina.coes."""
 
     name: ClassVar[str] = ""
-    default: ClassVar[bool] = False  # the COE `carina create` makes when none is named
 
     def __init__(self, contract: dict):
         self.contract = contract

@@ -31,7 +31,6 @@ def docker_api(bundle: Path, host: str, port: int, path: str) -> list | dict:
 @register
 class Swarm(Coe):
     name = "swarm"
-    default = True
 
     def health(self, cluster, bundle_dir: Path) -> Health:
         """HEALTHY when every manager is reachable and every node Ready, in the numbers the cluster has."""

@@ -54,7 +54,7 @@ def inventory_nodes(hostnames, role, hostvars):
     carina_address: the address is carina_address if the inventory sets it, else ansible_host."""
     nodes = []
     for host in hostnames or []:
-        hv = hostvars[host] if host in hostvars else {}
+        hv = hostvars.get(host, {})
         address = hv.get("carina_address") or hv.get("ansible_host") or host
         nodes.append({"name": host, "address": address, "role": role})
     return nodes

@@ -60,6 +60,14 @@ def valid_name(name):
     return not name_problems(name)
 
 
+def default_coe(contracts):
+    """The COE a cluster gets when it names none: the contract that says `default`, else the only one."""
+    marked = sorted(name for name, contract in (contracts or {}).items() if (contract or {}).get("default"))
+    if marked:
+        return marked[0]
+    return next(iter(contracts)) if contracts and len(contracts) == 1 else None
+
+
 def word(contract, role):
     """The COE's word for a generic role (master or worker): manager, control-plane, agent..."""
     return contract["roles"][role]["word"]

@@ -41,9 +41,10 @@ options:
     type: str
     required: true
   coe:
-    description: Container orchestration engine; one of the keys of O(contracts).
+    description:
+      - Container orchestration engine; one of the keys of O(contracts). Left out, the cluster's
+        recorded COE, else the driver whose contract says C(default).
     type: str
-    default: swarm
   contracts:
     description:
       - The contracts of the COE drivers, by name, as the lookup P(rax.carina.coe_contracts#lookup) returns them.
@@ -306,7 +307,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
-            coe=dict(type="str", default="swarm"),
+            coe=dict(type="str"),
             contracts=dict(type="dict", required=True),
             masters=dict(type="int"),
             nodes=dict(type="int"),
@@ -339,7 +340,8 @@ def main():
         recorded = read_record(state_dir)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    coe = p["coe"] if p["operation"] != "delete" else (recorded.get("coe") or p["coe"])
+    coe = (recorded.get("coe") if p["operation"] == "delete" else None) or p["coe"] or recorded.get("coe") \
+        or rules.default_coe(p["contracts"])
     contract = p["contracts"].get(coe)
     given = dict(name=name, coe=coe, coes=sorted(p["contracts"]), operation=p["operation"], masters=p["masters"],
                  nodes=p["nodes"], provider=p["provider"], subnet=p["subnet"], extra_sans=p["extra_sans"],
