@@ -63,7 +63,7 @@ options:
   provider:
     description:
       - Where the hosts come from - host containers on a Docker engine, an OpenStack cloud, or hosts
-        you already have (V(static), named by O(hosts)).
+        you already have (V(static), named by O(inventory_hosts)).
       - Defaults to the provider the cluster was created with, else V(local).
     type: str
     choices: [local, openstack, static]
@@ -286,10 +286,18 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.rax.carina.plugins.module_utils import spec as rules
 
-OPENSTACK_OPTIONS = dict((key, dict(type="bool" if key == "floating_ip_enabled" else "str"))
-                         for key in rules.OPENSTACK_DEFAULTS)
-OPENSTACK_OPTIONS["master_server_type"]["choices"] = list(rules.SERVER_TYPES)
-OPENSTACK_OPTIONS["server_type"]["choices"] = list(rules.SERVER_TYPES)
+OPENSTACK_OPTIONS = dict(
+    cloud=dict(type="str"),
+    flavor=dict(type="str"),
+    master_flavor=dict(type="str"),
+    fixed_network=dict(type="str"),
+    fixed_subnet=dict(type="str"),
+    external_network=dict(type="str"),
+    floating_ip_enabled=dict(type="bool"),
+    master_server_type=dict(type="str", choices=list(rules.SERVER_TYPES)),
+    server_type=dict(type="str", choices=list(rules.SERVER_TYPES)),
+    resource_class=dict(type="str"),
+)
 
 
 def read_record(state_dir):

@@ -131,8 +131,8 @@ def test_name_rule_text():
 
 def _random_names(alphabet, count=3000, seed=20260101):
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
-    for _ in range(count):
-        yield "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 43)))
+    for _index in range(count):
+        yield "".join(rng.choice(alphabet) for _char in range(rng.randint(0, 43)))
 
 
 def _valid_names():
