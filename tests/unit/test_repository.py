@@ -45,3 +45,51 @@ def test_no_sanity_ignore_files():
 def test_ci_runs_make_test_only():
     lines = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
     assert lines[-1].strip() == "exec make test"
+
+
+COLLECTION = ROOT / "collections" / "ansible_collections" / "rax" / "carina"
+# What a COE owns: its words, ports and client. None of it may appear in the generic parts.
+COE_WORDS = re.compile(r"(?i)(?<![a-z])(swarm|manager|managers|docker|2376|2377|7946|4789)(?![a-z0-9])")
+GENERIC = ["playbooks", "roles/provider_common", "roles/provider_openstack", "roles/provider_static",
+           "roles/lb_haproxy", "roles/provider_local", "plugins/module_utils/spec.py",
+           "plugins/modules/cluster_spec.py", "plugins/modules/cluster_record.py", "plugins/filter/openstack.py"]
+# The local provider's hosts are containers on a Docker engine: that word is its own, not Swarm's.
+OWN_WORDS = {"roles/provider_local": {"docker"}}
+# The record migration names the first schema's Swarm-only keys, which it renames.
+MIGRATION = re.compile(r"schema 0|removing_managers|\"managers\"|setdefault\(\"coe\", \"swarm\"\)|master or worker")
+
+
+def test_the_shared_flow_and_providers_carry_no_coe_word_or_port():
+    """Ports and words of a COE live in its driver and contract, never in the shared flow, the providers,
+    the load balancer role or the planning rules (examples in module docs excepted: they are docs)."""
+    offenders = []
+    for part in GENERIC:
+        base = COLLECTION / part
+        for path in [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()):
+            allowed = OWN_WORDS.get(part, set())
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if MIGRATION.search(line):
+                    continue
+                words = {m.group(1).lower() for m in COE_WORDS.finditer(line)} - allowed
+                if words:
+                    offenders.append(f"{path.relative_to(COLLECTION)}:{number}: {sorted(words)}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_every_driver_role_declares_its_entry_points():
+    """COE drivers declare every entry point the shared flow calls; providers every provider entry point."""
+    import yaml
+
+    coe_points = {"preflight", "runtime", "form", "remove", "verify", "credentials", "reset"}
+    provider_points = {"main", "members", "members_absent", "teardown", "delete"}
+    roles = COLLECTION / "roles"
+    drivers = sorted(p.name for p in roles.iterdir() if p.name.startswith(("coe_", "provider_")))
+    assert "coe_swarm" in drivers and {"provider_local", "provider_openstack", "provider_static"} <= set(drivers)
+    for name in drivers:
+        if name == "provider_common":
+            continue
+        specs = yaml.safe_load((roles / name / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+        wanted = coe_points if name.startswith("coe_") else provider_points
+        assert wanted <= set(specs), f"{name} lacks entry points {sorted(wanted - set(specs))}"
+        for point in wanted - {"main"}:
+            assert (roles / name / "tasks" / f"{point}.yml").is_file(), f"{name}: tasks/{point}.yml missing"

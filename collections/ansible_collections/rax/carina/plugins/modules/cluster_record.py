@@ -70,9 +70,9 @@ record:
   sample:
     schema_version: 1
     name: demo
-    coe: swarm
+    coe: kubernetes
     contract_version: 1
-    api_url: tcp://198.18.10.3:2376
+    api_url: https://198.18.10.3:6443
 path:
   description: Path of the record.
   returned: success

@@ -52,17 +52,17 @@ options:
     required: true
   masters:
     description:
-      - Number of masters; the COE's contract sets the rules (Swarm - odd, from 1 to 7).
+      - Number of masters; the COE's contract sets the rules (for example odd, from 1 to 7).
       - Defaults to the recorded count when the cluster exists, else to the contract's default.
     type: int
   nodes:
     description:
-      - Number of workers, within the contract's bounds (Swarm - 0 to 250).
+      - Number of workers, within the contract's bounds.
       - Defaults to the recorded count (less O(remove)) when the cluster exists, else to the contract's default.
     type: int
   provider:
     description:
-      - Where the hosts come from - host containers on a Docker engine, an OpenStack cloud, or hosts
+      - Where the hosts come from - host containers on this machine's container engine, an OpenStack cloud, or hosts
         you already have (V(static), named by O(inventory_hosts)).
       - Defaults to the provider the cluster was created with, else V(local).
     type: str
@@ -99,7 +99,7 @@ options:
     default: ""
   image:
     description:
-      - Host image of masters and workers; a Docker image for C(local), a Glance image for
+      - Host image of masters and workers; a container image for C(local), a Glance image for
         C(openstack). Empty takes the contract's image for the provider (C(host_images)).
     type: str
     default: ""
@@ -121,7 +121,7 @@ options:
         description: Flavor of workers on Nova (default V(m1.small)).
         type: str
       master_flavor:
-        description: Flavor of managers on Nova; defaults to O(openstack.flavor).
+        description: Flavor of masters on Nova; defaults to O(openstack.flavor).
         type: str
       fixed_network:
         description: Network of the hosts (default V(private)).
@@ -136,7 +136,7 @@ options:
         description: Give hosts and the VIP floating IPs (and reach them through those) (default V(false)).
         type: bool
       master_server_type:
-        description: V(vm) (Nova) or V(bm) (Ironic) for managers (default V(vm)).
+        description: V(vm) (Nova) or V(bm) (Ironic) for masters (default V(vm)).
         type: str
         choices: [vm, bm]
       server_type:
@@ -202,7 +202,7 @@ cluster:
     coe:
       description: Container orchestration engine.
       type: str
-      sample: swarm
+      sample: kubernetes
     contract:
       description: The COE's contract (words, ports, listeners, PKI profile, credentials, API URL).
       type: dict
@@ -253,7 +253,7 @@ cluster:
       description: Host names of the masters after this run.
       type: list
       elements: str
-      sample: [demo-manager-1, demo-manager-2, demo-manager-3]
+      sample: [demo-master-1, demo-master-2, demo-master-3]
     worker_hosts:
       description: Host names of the workers after this run.
       type: list
