@@ -7,7 +7,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -182,3 +184,33 @@ def test_three_masters_behind_a_virtual_ip_survive_losing_its_holder(machines, t
         untouched(machines, name)
         assert on(machines, name, "command -v keepalived || echo gone") == "gone"
         assert on(machines, name, "sysctl -n net.ipv4.ip_nonlocal_bind") == "0"
+
+
+def test_the_carina_command_drives_a_static_cluster(machines, tmp_path):
+    """carina create --provider static --inventory: the same run, asynchronous, with health and the API URL."""
+    # A short home: SSH control sockets live in its run folders, and a socket path holds 107 bytes at most.
+    home = Path(tempfile.mkdtemp(prefix="ch-", dir="/tmp"))
+    inv = inventory(machines, tmp_path / "hosts.yml", ["st-m1"], ["st-w2"], lb="st-lb")
+    run_env = env() | {"CARINA_HOME": str(home)}
+
+    def carina(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["carina", *args], env=run_env, capture_output=True, text=True, timeout=900,
+                              check=False)
+        assert not check or proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    refused = carina("create", "it-static-cli", "--provider", "static", "--inventory", str(inv), "--nodes", "3",
+                     check=False)
+    assert refused.returncode == 1 and "the inventory has 1" in refused.stderr
+    assert json.loads(carina("ls", "-o", "json").stdout) == []
+    carina("create", "it-static-cli", "--provider", "static", "--inventory", str(inv), "--wait")
+    got = json.loads(carina("get", "it-static-cli", "-o", "json").stdout)
+    address = machines["address"]["st-lb"]
+    assert (got["status"], got["health"], got["api_url"]) == ("CREATE_COMPLETE", "HEALTHY", f"tcp://{address}:2376")
+    listing = subprocess.run(["bash", "-c", 'eval "$(carina env it-static-cli)" && docker node ls -q | wc -l'],
+                             env=run_env, capture_output=True, text=True, timeout=120, check=True)
+    assert listing.stdout.strip() == "2"
+    carina("rm", "it-static-cli", "--wait")
+    for name in ("st-m1", "st-w2"):
+        untouched(machines, name)
+    shutil.rmtree(home)
