@@ -45,10 +45,10 @@ unit: venv ## fast tests: no engine needed
 	pytest -q tests/unit $(COLLECTION)/tests/unit
 
 integration: setup ## tests on real host containers
-	@$(ENGINE) pytest -q -m integration tests/integration
+	@$(ENGINE) pytest -q -m integration tests/integration testcloud
 
 test: setup lint ## all gates, then every test (pytest's summary comes last)
-	@$(ENGINE) pytest tests $(COLLECTION)/tests/unit
+	@$(ENGINE) pytest tests testcloud $(COLLECTION)/tests/unit
 
 bench: setup ## print the benchmark figures
 	@$(ENGINE) python scripts/bench.py

@@ -51,6 +51,18 @@ def owned_objects(cluster: str | None = None) -> dict[str, list[str]]:
     }
 
 
+def owned_by_cluster() -> dict[str, dict[str, str]]:
+    """{kind: {object name: its carina.cluster label}} of every object labelled by carina."""
+    flt = f"label={LABEL}"
+    fmt = "{{.%s}}\t{{.Label \"%s\"}}"
+    out: dict[str, dict[str, str]] = {}
+    for kind, cmd, field in (("containers", ["ps", "-a"], "Names"), ("volumes", ["volume", "ls"], "Name"),
+                             ("networks", ["network", "ls"], "Name")):
+        lines = docker(*cmd, "--filter", flt, "--format", fmt % (field, LABEL)).splitlines()
+        out[kind] = dict(line.split("\t", 1) for line in lines if "\t" in line)
+    return out
+
+
 def ssh(key: Path, address: str, command: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",

@@ -18,7 +18,7 @@ from pathlib import Path
 import openstack
 
 from .agent import Agent
-from .dataplane import DockerPlane
+from .dataplane import DEFAULT_INSTANCE, DockerPlane
 
 LOG = logging.getLogger("testcloud.agent")
 
@@ -31,6 +31,9 @@ def main(argv=None) -> int:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
     parser.add_argument("--docker-host", default=None, help="default: $DOCKER_HOST")
+    parser.add_argument("--instance", default=DEFAULT_INSTANCE,
+                        help="the test cloud whose containers it manages (label carina.testcloud.instance; "
+                             "default %(default)s: cloud.py's)")
     parser.add_argument("--log-level", default=os.environ.get("TESTCLOUD_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -40,7 +43,7 @@ def main(argv=None) -> int:
     if clouds:
         os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
     conn = openstack.connect(cloud=args.cloud)
-    agent = Agent(conn, DockerPlane(args.docker_host), args.state_dir)
+    agent = Agent(conn, DockerPlane(args.docker_host, args.instance), args.state_dir)
     if args.once:
         agent.tick()
         return 0

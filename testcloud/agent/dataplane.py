@@ -2,9 +2,12 @@
 same subnet, servers / bare-metal nodes / load balancers become containers at their Neutron
 addresses. Used by the emulator (Nova servers) and by the agent (Ironic nodes, Octavia LBs).
 
-Everything made here carries the label ``carina.testcloud=1`` (plus ``carina.testcloud.kind`` and
-``carina.testcloud.owner`` = the OpenStack id it stands for), so that it can be found and removed
-without any state."""
+Everything made here carries the label ``carina.testcloud=1`` (plus ``carina.testcloud.kind``,
+``carina.testcloud.owner`` = the OpenStack id it stands for, and ``carina.testcloud.instance`` = the
+test cloud it belongs to), so that it can be found and removed without any state. Several test
+clouds may share one engine (the test cloud of `cloud.py up`, instance ``testcloud``, and the
+emulators of test sessions): each sees and removes only its own containers and volumes; the bridge
+of a network is shared by whoever needs that network (same id, same subnet)."""
 
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ LABEL_KIND = "carina.testcloud.kind"
 LABEL_OWNER = "carina.testcloud.owner"
 LABEL_NETWORK = "carina.testcloud.network"
 LABEL_SPEC = "carina.testcloud.spec"
+LABEL_INSTANCE = "carina.testcloud.instance"
+DEFAULT_INSTANCE = "testcloud"  # the test cloud of testcloud/cloud.py
 ALLOWED = ipaddress.ip_network("198.18.0.0/15")
 ENGINE_DIR = "/var/lib/docker"
 
@@ -62,8 +67,9 @@ def network_name(net_id: str, name: str, external: bool) -> str:
 
 
 class DockerPlane:
-    def __init__(self, base_url: str | None = None):
+    def __init__(self, base_url: str | None = None, instance: str | None = None):
         self.base_url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self.instance = instance or DEFAULT_INSTANCE
         self._local = threading.local()
         self._net_lock = threading.Lock()
         self.api.ping()
@@ -104,7 +110,7 @@ class DockerPlane:
             try:
                 self.api.create_network(
                     dname, driver="bridge", ipam=docker.types.IPAMConfig(pool_configs=pools), check_duplicate=True,
-                    labels={LABEL: "1", LABEL_KIND: "network", LABEL_NETWORK: net_id})
+                    labels={LABEL: "1", LABEL_KIND: "network", LABEL_NETWORK: net_id, LABEL_INSTANCE: self.instance})
             except APIError as exc:
                 raise DataPlaneError("cannot create Docker network %s for %s: %s" % (
                     dname, ", ".join(c for c, _ in subnets), exc.explanation or exc)) from exc
@@ -128,8 +134,13 @@ class DockerPlane:
 
     # -- containers ----------------------------------------------------------------------
     def containers(self, kind: str | None = None) -> list[dict]:
+        """This instance's containers (of one kind)."""
         labels = ["%s=1" % LABEL] + (["%s=%s" % (LABEL_KIND, kind)] if kind else [])
-        return self.api.containers(all=True, filters={"label": labels})
+        return [c for c in self.api.containers(all=True, filters={"label": labels}) if self.mine(c["Labels"])]
+
+    def mine(self, labels: dict | None) -> bool:
+        """Made by this instance (objects without the label predate it: the default instance's)."""
+        return (labels or {}).get(LABEL_INSTANCE, DEFAULT_INSTANCE) == self.instance
 
     def inspect(self, name: str) -> dict | None:
         try:
@@ -148,7 +159,7 @@ class DockerPlane:
         except (ImageNotFound, NotFound) as exc:
             raise DataPlaneError("image %s is not on the Docker engine (build it with `make images`)" % image) from exc
         self.remove_host(name)
-        labels = {LABEL: "1", LABEL_KIND: kind, LABEL_OWNER: owner, LABEL_SPEC: spec}
+        labels = {LABEL: "1", LABEL_KIND: kind, LABEL_OWNER: owner, LABEL_SPEC: spec, LABEL_INSTANCE: self.instance}
         binds = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}}
         if engine_volume:
             volume = name + "-docker"
@@ -269,18 +280,21 @@ class DockerPlane:
 
     # -- clean-up ------------------------------------------------------------------------
     def purge(self) -> list[str]:
-        """Remove every container, volume and network labelled carina.testcloud=1."""
+        """Remove every container, volume and network of this instance (labelled carina.testcloud=1);
+        a bridge that another instance's containers still use stays."""
         removed = []
         for cont in self.containers():
             name = cont["Names"][0].lstrip("/")
             self.remove_host(name)
             removed.append(name)
         for vol in (self.api.volumes(filters={"label": "%s=1" % LABEL}) or {}).get("Volumes") or []:
-            with contextlib.suppress(NotFound, APIError):
-                self.api.remove_volume(vol["Name"], force=True)
-                removed.append(vol["Name"])
+            if self.mine(vol.get("Labels")):
+                with contextlib.suppress(NotFound, APIError):
+                    self.api.remove_volume(vol["Name"], force=True)
+                    removed.append(vol["Name"])
         for net in self.api.networks(filters={"label": "%s=1" % LABEL}):
-            with contextlib.suppress(NotFound, APIError):
-                self.api.remove_network(net["Id"])
-                removed.append(net["Name"])
+            if self.mine(net.get("Labels")):
+                with contextlib.suppress(NotFound, APIError):
+                    self.api.remove_network(net["Id"])
+                    removed.append(net["Name"])
         return removed

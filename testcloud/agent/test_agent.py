@@ -2,14 +2,15 @@
 stand-ins for the Octavia and Ironic APIs (the objects those APIs return, as plain data), so
 that it runs without the real services.
 
-    TESTCLOUD_KEYSTONE=http://127.0.0.1:5000/v3 .venv/bin/pytest -q testcloud/agent/test_agent.py
+    .venv/bin/pytest -q testcloud/agent          # with DOCKER_HOST set, as `make test` does
 
-Same requirements as testcloud/emulator/test_emulator.py (whose fixtures conftest.py borrows).
+Same fixtures as testcloud/emulator/test_emulator.py (testcloud/conftest.py).
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import socket
 import subprocess
@@ -19,14 +20,14 @@ import uuid
 
 import docker
 import pytest
+from openstack.baremetal import configdrive as sdk_configdrive
 
 from testcloud.agent import configdrive, haproxy
 from testcloud.agent.agent import Agent
 from testcloud.agent.dataplane import DockerPlane
-from testcloud.emulator.test_emulator import KEYSTONE, ssh
+from testcloud.emulator.test_emulator import ssh
 
 pytestmark = [
-    pytest.mark.skipif(not KEYSTONE, reason="set TESTCLOUD_KEYSTONE to a Keystone v3 URL"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::PendingDeprecationWarning"),
 ]
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBrnvZ3k0Yy0cA1w1bO8nqsE6pW8jzYc2m1Y3sX0kFh7 test@testcloud"
@@ -96,32 +97,66 @@ def banner(addr, port, timeout=10.0) -> bytes:
         time.sleep(0.2)
 
 
+ISO_TOOL = """#!{python}
+# genisoimage for openstacksdk's configdrive.pack (-o OUT ... -V LABEL DIR), with pycdlib.
+import os, sys
+import pycdlib
+args = sys.argv[1:]
+out, label, src = args[args.index("-o") + 1], args[args.index("-V") + 1], args[-1]
+iso = pycdlib.PyCdlib()
+iso.new(interchange_level=4, joliet=3, rock_ridge="1.09", vol_ident=label)
+for top, dirs, files in os.walk(src):
+    rel = os.path.relpath(top, src).replace(os.sep, "/")
+    base = "" if rel == "." else "/" + rel
+    for name in sorted(dirs):
+        iso.add_directory(iso_path=(base + "/" + name).upper(), rr_name=name, joliet_path=base + "/" + name)
+    for name in sorted(files):
+        iso.add_file(os.path.join(top, name), iso_path=(base + "/" + name).upper() + ";1", rr_name=name,
+                     joliet_path=base + "/" + name)
+iso.write(out)
+"""
+
+
 # -- fixtures -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def plane(dockerc):
-    return DockerPlane()
+def plane(emulator):
+    """The agent's data plane in the emulator's instance: it sees and removes only the session's
+    containers, never a test cloud's on the same engine (nor does that cloud's agent see ours)."""
+    return DockerPlane(instance=emulator.instance)
+
+
+@pytest.fixture
+def iso_tool(testcloud_python, tmp_path, monkeypatch):
+    """An ISO 9660 tool for openstacksdk's config drives: the machine's (genisoimage, mkisofs,
+    xorrisofs), else one on pycdlib from the test cloud's venv (Ironic's dependency)."""
+    if any(shutil.which(t) for t in ("genisoimage", "mkisofs", "xorrisofs")):
+        return
+    tool = tmp_path / "bin" / "genisoimage"
+    tool.parent.mkdir()
+    tool.write_text(ISO_TOOL.format(python=testcloud_python))
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", "%s%s%s" % (tool.parent, os.pathsep, os.environ["PATH"]))
 
 
 @pytest.fixture(scope="module")
 def members(project, keypair):
     servers = [project.create_server("agent-member-%d" % i, image="carina-host", flavor="m1.tiny", key_name="emu-key",
-                                     network="private", auto_ip=False, wait=True, timeout=180) for i in (1, 2)]
+                                     network="private", auto_ip=False) for i in (1, 2)]  # both boot at once
+    servers = [project.wait_for_server(server, auto_ip=False, timeout=180) for server in servers]
     yield servers
     for server in servers:
         project.delete_server(server.id, wait=True)
 
 
 # -- tests --------------------------------------------------------------------------------------
-def test_configdrive_keys():
+def test_configdrive_keys(iso_tool):
     assert configdrive.public_keys({"meta_data": {"public_keys": {"k": KEY}}}) == [KEY]
     assert configdrive.public_keys({"user_data": "#cloud-config\nssh_authorized_keys:\n  - %s\n" % KEY}) == [KEY]
     assert configdrive.public_keys("******") == []
     assert configdrive.public_keys(None) == []
-    if not any(shutil.which(t) for t in ("genisoimage", "mkisofs", "xorrisofs")):
-        pytest.skip("no ISO tool to build a config drive string")
-    from openstack.baremetal import configdrive as sdk_configdrive  # noqa: PLC0415 - only with an ISO tool
-
     packed = sdk_configdrive.build({"public_keys": {"k": KEY}, "uuid": "u"}, user_data="#cloud-config\n")
+    assert configdrive.public_keys(packed) == [KEY]
+    packed = sdk_configdrive.build({"uuid": "u"}, user_data="#cloud-config\nssh_authorized_keys:\n  - %s\n" % KEY)
     assert configdrive.public_keys(packed) == [KEY]
 
 
@@ -253,3 +288,29 @@ def test_baremetal_node_container(project, keypair, plane, dockerc):
         conn.baremetal._nodes.clear()
         agent.tick()
         project.network.delete_port(vif)
+
+
+def test_instances_keep_to_their_own(dockerc):
+    """Two test clouds on one engine (cloud.py's and a test session's): each sees and purges only its
+    own containers and volumes; a bridge the other one still uses stays."""
+    planes = [DockerPlane(instance="tests-" + uuid.uuid4().hex[:8]) for _ in range(2)]
+    names = ["testcloud-inst-%s" % plane.instance for plane in planes]
+    net_id, subnet = str(uuid.uuid4()), [("198.19.250.0/24", "198.19.250.1")]  # outside the engine's pools
+    try:
+        bridge = planes[0].ensure_network(net_id, "instances", subnet)
+        assert planes[1].ensure_network(net_id, "instances", subnet) == bridge  # found by its network id
+        for i, plane in enumerate(planes):
+            plane.run_host(names[i], hostname="h", image="carina-host:bookworm-lb", kind="lb", owner="o%d" % i,
+                           networks=[(bridge, "198.19.250.%d" % (10 + i))], command=["sleep", "600"],
+                           stop_signal="SIGKILL")
+        owners = [[c["Labels"]["carina.testcloud.owner"] for c in plane.containers("lb")] for plane in planes]
+        assert owners == [["o0"], ["o1"]]
+        assert not planes[0].mine({}) and DockerPlane().mine({})  # unlabelled objects are cloud.py's
+        assert planes[0].purge() == [names[0]]  # its container (and volume), not the bridge in use
+        assert [c["Names"][0].lstrip("/") for c in planes[1].containers()] == [names[1]]
+        assert {v.name for v in dockerc.volumes.list(filters={"name": "testcloud-inst-"})} >= {names[1] + "-docker"}
+    finally:
+        for plane in reversed(planes):
+            plane.purge()
+    assert planes[0].find_network(net_id) is None
+    assert not dockerc.volumes.list(filters={"name": names[0]}) and not dockerc.volumes.list(filters={"name": names[1]})

@@ -1,7 +1,7 @@
 """Run the emulated Nova, Neutron and Glance in one process:
 
     python -m testcloud.emulator --state-dir .cache/testcloud --keystone http://127.0.0.1:5000/v3
-    python -m testcloud.emulator purge      # remove every Docker object labelled carina.testcloud=1
+    python -m testcloud.emulator purge      # remove every Docker object of its instance (--instance)
 
 See testcloud/emulator/README.md."""
 
@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from testcloud.agent.dataplane import DockerPlane
+from testcloud.agent.dataplane import DEFAULT_INSTANCE, DockerPlane
 
 from .core import Server, Store, TokenValidator, make_handler
 from .glance import Glance
@@ -31,7 +31,7 @@ def build(args):
     """The three services over one store (no sockets yet)."""
     store = Store(Path(args.state_dir) / "emulator.json")
     validator = TokenValidator(args.keystone)
-    plane = DockerPlane(args.docker_host) if args.dataplane == "docker" else None
+    plane = DockerPlane(args.docker_host, args.instance) if args.dataplane == "docker" else None
     neutron = Neutron(store, validator)
     glance = Glance(store, validator)
     nova = Nova(store, validator, neutron, glance, plane=plane, build_hold=args.build_hold,
@@ -78,8 +78,8 @@ def serve(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testcloud.emulator", description=__doc__.splitlines()[0])
     parser.add_argument("action", nargs="?", choices=["serve", "purge"], default="serve",
-                        help="serve (default) or purge: remove every container/volume/network labelled "
-                             "carina.testcloud=1")
+                        help="serve (default) or purge: remove every container/volume/network of the instance "
+                             "(labelled carina.testcloud=1 and carina.testcloud.instance=INSTANCE)")
     parser.add_argument("--state-dir", default=".cache/testcloud", help="where emulator.json is kept")
     parser.add_argument("--keystone", default=os.environ.get("TESTCLOUD_KEYSTONE", "http://127.0.0.1:5000/v3"),
                         help="Keystone v3 URL that validates tokens")
@@ -90,6 +90,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dataplane", choices=["docker", "none"], default="docker",
                         help="none: servers go ACTIVE without containers (API-only tests)")
     parser.add_argument("--docker-host", default=None, help="default: $DOCKER_HOST")
+    parser.add_argument("--instance", default=DEFAULT_INSTANCE,
+                        help="the test cloud whose Docker objects these are (label carina.testcloud.instance; "
+                             "default %(default)s: cloud.py's)")
     parser.add_argument("--build-hold", type=float, default=15,
                         help="seconds a GET of a BUILD server waits for it to leave BUILD (0: answer at once)")
     parser.add_argument("--bind-wait", type=float, default=30, help="seconds to wait for a busy port")
@@ -99,7 +102,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.action == "purge":
-        for name in DockerPlane(args.docker_host).purge():
+        for name in DockerPlane(args.docker_host, args.instance).purge():
             print("removed", name)
         return 0
     return serve(args)

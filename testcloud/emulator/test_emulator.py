@@ -1,84 +1,34 @@
 """The emulated Nova/Neutron/Glance, driven only through openstacksdk (and ssh into the servers).
 
-    TESTCLOUD_KEYSTONE=http://127.0.0.1:5000/v3 .venv/bin/pytest -q testcloud/emulator/test_emulator.py
+    .venv/bin/pytest -q testcloud          # what `make test` runs, with DOCKER_HOST set
 
-Needs a Keystone whose catalog points compute/network/image at 127.0.0.1:8774/9696/9292 (the
-test cloud's, or `python -m testcloud.emulator.devkeystone up`), admin credentials (taken from
-TESTCLOUD_ADMIN_USER/_PASSWORD/_PROJECT, else from a clouds.yaml of .cache/testcloud or
-.cache/testcloud-dev/keystone whose auth_url is TESTCLOUD_KEYSTONE), the Docker engine
-($DOCKER_HOST) and the carina-host images. If an emulator already answers on 8774 it is used as
-it is; otherwise the test starts one on a temporary state dir and stops it at the end. Every
-Docker object the test run made is removed at the end; nothing that existed before is touched.
+testcloud/conftest.py provides what they need: the Docker engine and the carina-host images, a
+Keystone (the session's own, from the test cloud's venv, on a free port; or TESTCLOUD_KEYSTONE) and
+an emulator on the ports its catalog names. The tests make a project and a member user of their own
+and delete them at the end; the session removes the Docker objects it made.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import os
-import secrets
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
+import docker
 import pytest
+from openstack import exceptions as osexc
 
-openstack = pytest.importorskip("openstack")
-docker = pytest.importorskip("docker")
-yaml = pytest.importorskip("yaml")
-
-from openstack import exceptions as osexc  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-KEYSTONE = os.environ.get("TESTCLOUD_KEYSTONE", "").rstrip("/")
-LABEL = "carina.testcloud=1"
 PRIVATE = ipaddress.ip_network("198.18.100.0/24")
 PUBLIC = ipaddress.ip_network("198.18.101.0/24")
 
 pytestmark = [
-    pytest.mark.skipif(not KEYSTONE, reason="set TESTCLOUD_KEYSTONE to a Keystone v3 URL"),
     # the cloud layer calls its own deprecated helpers
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::PendingDeprecationWarning"),
 ]
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def admin_credentials() -> dict:
-    if os.environ.get("TESTCLOUD_ADMIN_PASSWORD"):
-        return {"username": os.environ.get("TESTCLOUD_ADMIN_USER", "admin"),
-                "password": os.environ["TESTCLOUD_ADMIN_PASSWORD"],
-                "project_name": os.environ.get("TESTCLOUD_ADMIN_PROJECT", "admin")}
-    for path in (ROOT / ".cache/testcloud/clouds.yaml", ROOT / ".cache/testcloud-dev/keystone/clouds.yaml"):
-        if not path.exists():
-            continue
-        for cloud in (yaml.safe_load(path.read_text()) or {}).get("clouds", {}).values():
-            auth = cloud.get("auth", {})
-            if auth.get("auth_url", "").rstrip("/") == KEYSTONE and auth.get("username") == "admin":
-                return {k: auth[k] for k in ("username", "password", "project_name")}
-    pytest.skip("no admin credentials for %s (set TESTCLOUD_ADMIN_PASSWORD)" % KEYSTONE)
-    return {}
-
-
-def connect(username, password, project_name):
-    return openstack.connect(auth_url=KEYSTONE, username=username, password=password, project_name=project_name,
-                             user_domain_name="Default", project_domain_name="Default", region_name="RegionOne",
-                             identity_api_version="3")
-
-
-def nova_answers() -> bool:
-    """True when all three services of an emulator answer (not some other stand-in)."""
-    for port, name in ((8774, "nova"), (9696, "neutron"), (9292, "glance")):
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=2) as resp:  # noqa: S310
-                if not resp.headers.get("Server", "").startswith("testcloud-" + name):
-                    return False
-        except OSError:
-            return False
-    return True
-
-
 def ssh(key: Path, addr: str, command: str = "true") -> subprocess.CompletedProcess:
     return subprocess.run(
         ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
@@ -86,108 +36,8 @@ def ssh(key: Path, addr: str, command: str = "true") -> subprocess.CompletedProc
         capture_output=True, text=True, timeout=60, check=False)
 
 
-def labelled(client) -> dict[str, set[str]]:
-    return {"containers": {c.name for c in client.containers.list(all=True, filters={"label": LABEL})},
-            "volumes": {v.name for v in client.volumes.list(filters={"label": LABEL})},
-            "networks": {n.name for n in client.networks.list(filters={"label": LABEL})}}
-
-
 def addresses(server, kind: str) -> list[str]:
     return [a["addr"] for net in (server.addresses or {}).values() for a in net if a.get("OS-EXT-IPS:type") == kind]
-
-
-# -- fixtures ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def dockerc():
-    client = docker.from_env()
-    try:
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.skip("no Docker engine at DOCKER_HOST: %s" % exc)
-    for image in ("carina-host:bookworm-engine", "carina-host:bookworm-lb"):
-        try:
-            client.images.get(image)
-        except docker.errors.ImageNotFound:
-            pytest.skip("image %s missing (make images)" % image)
-    return client
-
-
-@pytest.fixture(scope="module")
-def emulator(dockerc, tmp_path_factory):
-    """The emulator under test: the running one, or one of ours on a fresh state dir."""
-    before = labelled(dockerc)
-    proc, state = None, None
-    if not nova_answers():
-        state = tmp_path_factory.mktemp("emulator-state")
-        log = (state / "emulator.log").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "testcloud.emulator", "--state-dir", str(state),
-                                 "--keystone", KEYSTONE], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 45  # the emulator waits up to 30 s for a busy port
-        while not nova_answers():
-            assert proc.poll() is None, (state / "emulator.log").read_text()
-            assert time.monotonic() < deadline, "the emulator did not answer on 127.0.0.1:8774"
-            time.sleep(0.2)
-    handle = {"proc": proc, "state": state, "log": log if proc else None}
-    yield handle
-    if handle["proc"] is not None:
-        handle["proc"].terminate()
-        handle["proc"].wait(timeout=20)
-    after = labelled(dockerc)
-    for name in after["containers"] - before["containers"]:
-        with contextlib.suppress(docker.errors.NotFound):
-            dockerc.containers.get(name).remove(force=True, v=True)
-    for name in labelled(dockerc)["volumes"] - before["volumes"]:
-        with contextlib.suppress(docker.errors.NotFound):
-            dockerc.volumes.get(name).remove(force=True)
-    for name in labelled(dockerc)["networks"] - before["networks"]:
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            dockerc.networks.get(name).remove()
-    left = labelled(dockerc)
-    assert all(left[kind] <= before[kind] for kind in left), "left behind: %s" % left
-
-
-@pytest.fixture(scope="module")
-def admin(emulator):
-    return connect(**admin_credentials())
-
-
-@pytest.fixture(scope="module")
-def project(admin):
-    """A fresh project with a member user; everything in it is deleted at the end."""
-    suffix = secrets.token_hex(3)
-    password = secrets.token_urlsafe(12)
-    proj = admin.identity.create_project(name="emu-test-" + suffix, domain_id="default")
-    user = admin.identity.create_user(name="emu-test-" + suffix, password=password, domain_id="default",
-                                      default_project_id=proj.id)
-    member = admin.identity.find_role("member")
-    admin.identity.assign_project_role_to_user(proj, user, member)
-    conn = connect(user.name, password, proj.name)
-    conn.test_project = proj
-    yield conn
-    for server in conn.compute.servers():
-        conn.compute.delete_server(server)
-    for fip in conn.network.ips(project_id=proj.id):
-        conn.network.delete_ip(fip)
-    for kp in conn.compute.keypairs():
-        conn.compute.delete_keypair(kp)
-    for group in conn.compute.server_groups():
-        conn.compute.delete_server_group(group)
-    for sg in conn.network.security_groups(project_id=proj.id):
-        if sg.name != "default":
-            with contextlib.suppress(osexc.SDKException):
-                conn.network.delete_security_group(sg)
-    admin.delete_compute_quotas(proj.id)
-    admin.delete_network_quotas(proj.id)
-    admin.identity.delete_user(user)
-    admin.identity.delete_project(proj)
-
-
-@pytest.fixture(scope="module")
-def keypair(project, tmp_path_factory):
-    path = tmp_path_factory.mktemp("keys") / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    project.compute.create_keypair(name="emu-key", public_key=path.with_suffix(".pub").read_text())
-    return path
 
 
 # -- tests ------------------------------------------------------------------------------------
@@ -311,7 +161,7 @@ def test_remote_group_rules_and_servers_in_two_groups(project):
     with pytest.raises(osexc.ConflictException, match="already exists"):
         conn.network.create_security_group_rule(remote_group_id=common.id, **internal)
     with pytest.raises(osexc.BadRequestException, match="Only remote_ip_prefix or remote_group_id"):
-        conn.network.create_security_group_rule(remote_group_id=common.id, remote_ip_prefix="10.0.0.0/8",
+        conn.network.create_security_group_rule(remote_group_id=common.id, remote_ip_prefix="198.18.0.0/16",
                                                 **dict(internal, port_range_min=2376, port_range_max=2376))
     with pytest.raises(osexc.NotFoundException, match="does not exist"):
         conn.network.create_security_group_rule(remote_group_id="no-such-group", **internal)
@@ -424,17 +274,10 @@ def test_old_microversion_server_groups(project):
 
 
 def test_restart_keeps_state(emulator, project):
-    if emulator["proc"] is None:
-        pytest.skip("the emulator under test is not ours to restart")
+    if not emulator.ours:
+        pytest.skip("the emulator under test (TESTCLOUD_KEYSTONE's) is not ours to restart")
     sg = project.network.create_security_group(name="emu-persist")
-    emulator["proc"].terminate()
-    emulator["proc"].wait(timeout=20)
-    emulator["proc"] = subprocess.Popen(
-        [sys.executable, "-m", "testcloud.emulator", "--state-dir", str(emulator["state"]), "--keystone", KEYSTONE],
-        cwd=ROOT, stdout=emulator["log"], stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 20
-    while not nova_answers():
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    emulator.stop()
+    emulator.start()
     assert project.network.find_security_group("emu-persist").id == sg.id
     project.network.delete_security_group(sg)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import owned_objects
+from tests.helpers import owned_by_cluster
 
 
 def pytest_collection_modifyitems(items):
@@ -17,16 +17,36 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+def declared_clusters(items) -> set[str] | None:
+    """The clusters (carina.cluster labels) the session's integration modules say they make, from each
+    module's CLUSTERS; None when a module says nothing, so that every labelled object is checked."""
+    names: set[str] = set()
+    for module in {item.module for item in items if "tests/integration/" in str(item.fspath)}:
+        declared = getattr(module, "CLUSTERS", None)
+        if declared is None:
+            return None
+        names.update(declared)
+    return names
+
+
 @pytest.fixture(scope="session", autouse=True)
-def engine():
-    """The Docker engine must answer (make test starts one); nothing of ours may be left at the end."""
+def engine(request):
+    """The Docker engine must answer (make test starts one); nothing of ours may be left at the end.
+
+    "Ours" is every carina-labelled object that was not there before, or, when every module of the
+    session declares its clusters (CLUSTERS), those of the declared clusters: the engine may be shared
+    with someone else's clusters coming and going meanwhile.
+    """
     if not shutil.which("docker") or not os.environ.get("DOCKER_HOST"):
         pytest.fail("no Docker engine: run the tests through `make test` (it starts one) or set DOCKER_HOST")
     subprocess.run(["docker", "version"], check=True, capture_output=True, timeout=30)
-    before = owned_objects()
+    ours = declared_clusters(request.session.items)
+    before = owned_by_cluster()
     yield os.environ["DOCKER_HOST"]
-    after = owned_objects()
-    leftovers = {kind: sorted(set(after[kind]) - set(before[kind])) for kind in after}
+    after = owned_by_cluster()
+    leftovers = {kind: sorted(name for name, cluster in after[kind].items()
+                              if name not in before[kind] and (ours is None or cluster in ours))
+                 for kind in after}
     assert not any(leftovers.values()), f"tests left objects behind: {leftovers}"
 
 

@@ -18,6 +18,8 @@ import pytest
 from tests.helpers import owned_objects
 
 SUBNET = "198.18.241.0/24"
+# The clusters this module makes (conftest checks that nothing of theirs is left).
+CLUSTERS = ("c1", "cfail", "crefused", "ckill", "crace", "ccancel", "cpty")
 
 
 def carina(home: Path, *args: str, timeout: int = 900, check: bool = False) -> subprocess.CompletedProcess:
@@ -75,9 +77,14 @@ def c1(home):
 def test_create_is_asynchronous_and_completes(home, c1):
     assert c1["masters"] == 3 and c1["nodes"] == 1
     assert c1["health"] == "HEALTHY", c1
+    assert c1["api_url"] == f"tcp://{c1['endpoint']}:2376", c1
+    assert c1["contract_version"] >= 1, c1
     ls = carina(home, "ls")
-    row = r"^c1\s+swarm\s+3\s+1\s+CREATE_COMPLETE\s+tcp://198\.18\.241\.\d+:2376$"
+    row = rf"^c1\s+swarm\s+3\s+1\s+CREATE_COMPLETE\s+{re.escape(c1['api_url'])}$"
     assert re.search(row, ls.stdout, re.M), ls.stdout
+    assert c1["endpoint"].startswith("198.18.241.")
+    text = carina(home, "get", "c1").stdout
+    assert re.search(rf"^api_url:\s+{re.escape(c1['api_url'])}$", text, re.M), text
 
 
 def test_env_points_docker_at_the_cluster(home, c1):
@@ -126,18 +133,44 @@ def test_grow_then_resize_to_zero_drains_first(home, c1):
     assert any("c1-worker-1" in line for line in drained) and any("c1-worker-2" in line for line in drained), drained
 
 
+def test_spec_refused_up_front_records_nothing(home):
+    runs_before = sorted(p.name for p in (home / "runs").glob("*"))
+    proc = carina(home, "create", "crefused", "--subnet", "198.18.242.0/30", "--wait")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "subnet 198.18.242.0/30 has room for 1 hosts, the cluster needs 3" in proc.stderr
+    assert "CREATE_IN_PROGRESS" not in proc.stdout
+    # No cluster row, no clusters/<name> folder, no run.
+    assert carina(home, "get", "crefused").returncode == 1
+    assert not re.search(r"^crefused\s", carina(home, "ls").stdout, re.M)
+    assert json.loads(carina(home, "runs", "crefused", "-o", "json").stdout) == []
+    assert not (home / "clusters" / "crefused").exists()
+    assert sorted(p.name for p in (home / "runs").glob("*")) == runs_before
+    assert owned_objects("crefused") == {"containers": [], "volumes": [], "networks": []}
+
+
 def test_failed_create_names_the_task_and_rm_cleans_it(home):
-    proc = carina(home, "create", "cfail", "--subnet", "198.18.242.0/30", "--wait")
-    assert proc.returncode == 1
-    data = get(home, "cfail")
-    assert data["status"] == "CREATE_FAILED"
-    assert "task 'Check the cluster spec before anything is made' failed on localhost" in data["status_reason"]
-    assert "has room for" in data["status_reason"]
-    assert proc.stderr.strip().splitlines()[-1].startswith("carina: create of cfail failed: task ")
-    proc = carina(home, "rm", "cfail", "--wait")
-    assert proc.returncode == 0, proc.stderr
-    assert carina(home, "get", "cfail").returncode == 1
-    assert owned_objects("cfail") == {"containers": [], "volumes": [], "networks": []}
+    # A subnet an existing Docker network uses: only the provider's check inside the playbook can see it.
+    subnet = "198.18.242.0/24"
+    foreign = "it-cli-foreign"
+    subprocess.run(["docker", "network", "create", "--subnet", subnet, "--label", "carina.test=cfail", foreign],
+                   capture_output=True, text=True, timeout=60, check=True)
+    try:
+        proc = carina(home, "create", "cfail", "--subnet", subnet, "--wait")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        data = get(home, "cfail")
+        assert data["status"] == "CREATE_FAILED"
+        assert ("task 'Check the hosts can be made (names, subnet, images) before anything exists' failed on localhost"
+                in data["status_reason"]), data["status_reason"]
+        assert f"subnet {subnet} is already in use by Docker network {foreign}" in data["status_reason"]
+        assert proc.stderr.strip().splitlines()[-1].startswith("carina: create of cfail failed: task ")
+        assert owned_objects("cfail") == {"containers": [], "volumes": [], "networks": []}
+        proc = carina(home, "rm", "cfail", "--wait")
+        assert proc.returncode == 0, proc.stderr
+        assert carina(home, "get", "cfail").returncode == 1
+        assert owned_objects("cfail") == {"containers": [], "volumes": [], "networks": []}
+        assert not (home / "clusters" / "cfail").exists()
+    finally:
+        subprocess.run(["docker", "network", "rm", foreign], capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_two_concurrent_creates_yield_one_cluster(home):

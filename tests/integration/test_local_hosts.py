@@ -11,6 +11,8 @@ from tests.helpers import docker, owned_objects, run_module, ssh
 
 CLUSTER = "it-hosts"
 SUBNET = "198.18.201.0/24"
+# The clusters this module makes (conftest checks that nothing of theirs is left).
+CLUSTERS = (CLUSTER, "Bad_Name")
 
 
 @pytest.fixture

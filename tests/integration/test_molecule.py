@@ -8,8 +8,12 @@ import pytest
 
 from tests.helpers import ROOT, env, owned_objects
 
+SCENARIOS = ("hosts", "engine", "swarm")
+# The clusters the scenarios make (conftest checks that nothing of theirs is left).
+CLUSTERS = tuple(f"molecule-{s}" for s in SCENARIOS)
 
-@pytest.mark.parametrize("scenario", ["hosts", "engine", "swarm"])
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
 def test_scenario(scenario):
     proc = subprocess.run(
         ["molecule", "test", "-s", scenario], cwd=ROOT, env=env() | {"NO_COLOR": "1", "PY_COLORS": "0"},

@@ -23,6 +23,9 @@ openstack = pytest.importorskip("openstack")
 CLOUD_DIR = ROOT / ".cache" / "testcloud"
 CLOUDS_YAML = CLOUD_DIR / "clouds.yaml"
 BAREMETAL_NODES = 3
+# Clusters of this module; their hosts are the test cloud's containers (labelled carina.testcloud,
+# not carina.cluster), so conftest's check of carina.cluster objects finds none of them.
+CLUSTERS = ("os-vm", "os-mixed", "os-bad", "os-cap")
 
 
 def cloud_cmd(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -134,11 +137,17 @@ def test_nova_cluster_lifecycle(cloud, home):
     # The plain docker CLI through the Octavia VIP, with the bundle and nothing else.
     info = json.loads(docker_when_ready(home, "os-vm", "info", "--format", "{{json .Swarm}}"))
     assert (info["LocalNodeState"], info["Managers"], info["Nodes"]) == ("active", 3, 5)
-    endpoint = json.loads((home / "clusters" / "os-vm" / "cluster.json").read_text())["endpoint"]
+    record = json.loads((home / "clusters" / "os-vm" / "cluster.json").read_text())
+    endpoint = record["endpoint"]
     lb = conn.load_balancer.find_load_balancer("carina-os-vm")
     assert endpoint == lb.vip_address
-    managers = {s.name: s for s in conn.compute.servers() if (s.metadata or {}).get("carina_role") == "manager"}
-    assert sorted(managers) == ["os-vm-manager-1", "os-vm-manager-2", "os-vm-manager-3"]
+    assert (record["schema_version"], record["coe"], record["provider"]) == (1, "swarm", "openstack")
+    assert record["api_url"] == f"tcp://{lb.vip_address}:2376"
+    assert record["master_hosts"] == ["os-vm-manager-1", "os-vm-manager-2", "os-vm-manager-3"]
+    assert record["worker_hosts"] == ["os-vm-worker-1", "os-vm-worker-2"]
+    # Servers carry the generic role (master); their names keep Swarm's word (manager).
+    masters = {s.name: s for s in conn.compute.servers() if (s.metadata or {}).get("carina_role") == "master"}
+    assert sorted(masters) == ["os-vm-manager-1", "os-vm-manager-2", "os-vm-manager-3"]
     assert len(lb_members(conn, "os-vm")) == 3
     groups = [g for g in conn.compute.server_groups() if g.name == "carina-os-vm"]
     assert len(groups) == 1 and groups[0].policy == "soft-anti-affinity"
@@ -156,7 +165,7 @@ def test_nova_cluster_lifecycle(cloud, home):
                              env=env() | {"OS_CLIENT_CONFIG_FILE": str(CLOUDS_YAML)}, capture_output=True, text=True,
                              timeout=120, check=True)
     groups = json.loads(listing.stdout)
-    assert sorted(groups["os_vm_managers"]["hosts"]) == ["os-vm-manager-1", "os-vm-manager-2", "os-vm-manager-3"]
+    assert sorted(groups["os_vm_masters"]["hosts"]) == ["os-vm-manager-1", "os-vm-manager-2", "os-vm-manager-3"]
     assert sorted(groups["os_vm_workers"]["hosts"]) == ["os-vm-worker-1", "os-vm-worker-2"]
     # Values from inventory plugins are untrusted: ansible-inventory marks them as such in its JSON.
     hostvars = {k: v.get("__ansible_unsafe", v) if isinstance(v, dict) else v
@@ -186,10 +195,12 @@ def test_masters_on_nova_workers_on_ironic(cloud, home):
     info = json.loads(docker_when_ready(home, "os-mixed", "info", "--format", "{{json .Swarm}}"))
     assert (info["Managers"], info["Nodes"]) == (1, 3)
     # The endpoint is the VIP's floating IP, on the external network.
-    endpoint = json.loads((home / "clusters" / "os-mixed" / "cluster.json").read_text())["endpoint"]
+    record = json.loads((home / "clusters" / "os-mixed" / "cluster.json").read_text())
+    endpoint = record["endpoint"]
     lb = admin.load_balancer.find_load_balancer("carina-os-mixed")
     fips = [f.floating_ip_address for f in admin.network.ips(port_id=lb.vip_port_id)]
     assert fips == [endpoint] and endpoint.startswith("198.18.101.")
+    assert record["api_url"] == f"tcp://{endpoint}:2376"
     used = [n for n in admin.baremetal.nodes(details=True) if (n.extra or {}).get("carina_cluster") == "os-mixed"]
     assert sorted(n.extra["carina_name"] for n in used) == ["os-mixed-worker-1", "os-mixed-worker-2"]
     assert all(n.provision_state == "active" for n in used)

@@ -10,11 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers import ROOT, docker, env, owned_objects, run_module
 
 NAME = "it-swarm"
 SUBNET = "198.18.220.0/24"
+# The clusters this module makes (conftest checks that nothing of theirs is left).
+CLUSTERS = (NAME, "Bad_Name")
+CONTRACT = ROOT / "collections/ansible_collections/rax/carina/roles/coe_swarm/meta/contract.yml"
 
 
 def playbook(name: str, home: Path, *extra: str, verbose: str = "") -> subprocess.CompletedProcess:
@@ -60,6 +64,26 @@ def recap_changed(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
 
 
+def record(state: Path) -> dict:
+    return json.loads((state / "cluster.json").read_text())
+
+
+def container_roles(cluster: str) -> dict[str, str]:
+    """{container name: its carina.role label} of a cluster's host containers."""
+    names = owned_objects(cluster)["containers"]
+    out = docker("inspect", "--format", '{{.Name}} {{index .Config.Labels "carina.role"}}', *names) if names else ""
+    return {line.split()[0].lstrip("/"): line.split()[1] for line in out.splitlines()}
+
+
+def node_roles(state: Path) -> dict[str, tuple[str, str]]:
+    """{node: (status, swarm role label)} as the swarm sees it, through the load balancer."""
+    out = cli(state, "node", "ls", "--format", "{{.Hostname}} {{.Status}}").stdout
+    status = dict(line.split() for line in out.splitlines())
+    labels = cli(state, "node", "inspect", "--format", '{{.Description.Hostname}} {{index .Spec.Labels "carina.role"}}',
+                 *status).stdout
+    return {line.split()[0]: (status[line.split()[0]], line.split()[1]) for line in labels.splitlines()}
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("carina-home")
@@ -90,9 +114,9 @@ def test_even_managers_fail_before_anything_exists(tmp_path):
     [
         (["-e", "carina_masters=0"], "masters=0: the number of managers must be odd"),
         (["-e", "carina_masters=9"], "from 1 to 7"),
-        (["-e", "carina_nodes=-1"], "nodes=-1: the number of workers must be 0 or more"),
+        (["-e", "carina_nodes=-1"], "nodes=-1: the number of workers must be from 0 to 250"),
         (["-e", "carina_name=Bad_Name"], "name 'Bad_Name': use 1 to 40 lower-case letters"),
-        (["-e", "carina_coe=mesos"], "value of coe must be one of: swarm, got: mesos"),
+        (["-e", "carina_coe=mesos"], "coe 'mesos' is not supported; choose one of: swarm"),
         (["-e", "carina_subnet=198.18.220.0/30"], "has room for 1 hosts, the cluster needs 3"),
         (["-e", "carina_subnet=not-a-subnet"], "is not an IPv4 network in CIDR form"),
     ],
@@ -138,6 +162,33 @@ def test_bundle(cluster):
     assert (state / "docker.cmd").read_bytes().endswith(b"\r\n")
     endpoint = json.loads((state / "cluster.json").read_text())["endpoint"]
     assert f"DOCKER_HOST='tcp://{endpoint}:2376'" in text
+
+
+def test_record_names_the_coe_its_contract_and_the_api_url(cluster):
+    state = cluster["state"]
+    rec = record(state)
+    contract = yaml.safe_load(CONTRACT.read_text())
+    assert rec["schema_version"] == 1
+    assert (rec["name"], rec["coe"], rec["provider"]) == (NAME, "swarm", "local")
+    assert rec["contract_version"] == contract["version"]
+    assert rec["api_url"] == f"tcp://{rec['endpoint']}:2376"
+    assert rec["subnet"] == SUBNET
+    assert (rec["masters"], rec["nodes"]) == (3, 1)
+    assert rec["master_hosts"] == [f"{NAME}-manager-{i}" for i in (1, 2, 3)]
+    assert rec["worker_hosts"] == [f"{NAME}-worker-1"]
+    assert (rec["removing_masters"], rec["removing_workers"]) == ([], [])
+    # The bundle points the docker CLI at the record's API URL.
+    assert bundle_env(state)["DOCKER_HOST"] == rec["api_url"]
+    assert (state / "cluster.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_host_containers_carry_the_generic_roles(cluster):
+    """Containers say master/worker/lb (the providers' words); the swarm's nodes say manager/worker (Swarm's)."""
+    assert container_roles(NAME) == {f"{NAME}-manager-1": "master", f"{NAME}-manager-2": "master",
+                                     f"{NAME}-manager-3": "master", f"{NAME}-worker-1": "worker",
+                                     f"{NAME}-lb": "lb"}
+    assert node_roles(cluster["state"]) == {f"{NAME}-manager-{i}": ("Ready", "manager") for i in (1, 2, 3)} | {
+        f"{NAME}-worker-1": ("Ready", "worker")}
 
 
 def test_docker_info_through_the_load_balancer(cluster):
@@ -231,6 +282,37 @@ def test_second_create_changes_nothing_and_logs_no_secret(cluster, home):
         assert "PRIVATE KEY" not in log
         for body in secrets:
             assert body not in log
+
+
+def test_scale_playbook_grows_and_removes_workers_by_name(cluster, home):
+    """ansible-playbook playbooks/scale.yml on its own (no carina): add a worker, then remove another by name."""
+    state = cluster["state"]
+    proc = playbook("scale", home, "-e", "carina_nodes=2")
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    rec = record(state)
+    assert (rec["masters"], rec["nodes"]) == (3, 2)
+    assert rec["worker_hosts"] == [f"{NAME}-worker-1", f"{NAME}-worker-2"]
+    assert (rec["removing_masters"], rec["removing_workers"]) == ([], [])
+    assert container_roles(NAME)[f"{NAME}-worker-2"] == "worker"
+    wait_until(lambda: node_roles(state).get(f"{NAME}-worker-2") == ("Ready", "worker"), 60, "worker-2 Ready")
+    assert len(node_roles(state)) == 5
+
+    proc = playbook("scale", home, "-e", json.dumps({"carina_remove_nodes": [f"{NAME}-worker-1"]}))
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    rec = record(state)
+    assert (rec["masters"], rec["nodes"]) == (3, 1)
+    assert rec["worker_hosts"] == [f"{NAME}-worker-2"]
+    assert (rec["removing_masters"], rec["removing_workers"]) == ([], [])
+    assert rec["api_url"] == bundle_env(state)["DOCKER_HOST"]
+    assert sorted(owned_objects(NAME)["containers"]) == sorted(
+        [f"{NAME}-lb", *(f"{NAME}-manager-{i}" for i in (1, 2, 3)), f"{NAME}-worker-2"])
+    assert node_roles(state) == {f"{NAME}-manager-{i}": ("Ready", "manager") for i in (1, 2, 3)} | {
+        f"{NAME}-worker-2": ("Ready", "worker")}
+    # Run again, nothing changes.
+    again = playbook("scale", home)
+    assert again.returncode == 0, again.stdout[-4000:]
+    changed = recap_changed(again.stdout)
+    assert changed and all(v == 0 for v in changed.values()), changed
 
 
 def _private_key_bodies(state: Path) -> list[str]:

@@ -6,6 +6,8 @@ import ipaddress
 import re
 import subprocess
 
+import yaml
+
 from tests.helpers import ROOT
 
 IPV4 = re.compile(r"(?<![\d.])(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(?![\d.])")
@@ -78,8 +80,6 @@ def test_the_shared_flow_and_providers_carry_no_coe_word_or_port():
 
 def test_every_driver_role_declares_its_entry_points():
     """COE drivers declare every entry point the shared flow calls; providers every provider entry point."""
-    import yaml
-
     coe_points = {"preflight", "runtime", "form", "remove", "verify", "credentials", "reset"}
     provider_points = {"main", "members", "members_absent", "teardown", "delete"}
     roles = COLLECTION / "roles"

@@ -15,7 +15,7 @@ description:
   - Finds the hosts of carina clusters from the cloud's own records - Nova servers with the
     metadata C(carina_cluster)/C(carina_role), and Ironic nodes with those keys in C(extra) - so
     that an inventory exists even when no local state does.
-  - Groups C(<cluster>_managers), C(<cluster>_workers), C(<cluster>_nodes) (managers and
+  - Groups C(<cluster>_masters), C(<cluster>_workers), C(<cluster>_nodes) (masters and
     workers) and C(carina_<cluster>), with C(-) in names replaced by C(_), as the playbooks use.
   - Sets C(ansible_host) (the floating IP when there is one, else the fixed address),
     C(carina_address) (the fixed address), C(carina_role), C(carina_cluster) and C(openstack_id).
@@ -124,7 +124,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         conn = self.connect()
         for name, cluster, role, fixed, public, ident in sorted(self.hosts_of(conn)):
             groups = [group_name("carina", cluster)]
-            if role in ("manager", "worker"):
+            # master, worker: the generic roles hosts carry; manager: hosts of clusters made before them.
+            if role in ("master", "worker", "manager"):
                 groups += [group_name(cluster, role + "s"), group_name(cluster, "nodes")]
             elif role:
                 groups.append(group_name(cluster, role))
