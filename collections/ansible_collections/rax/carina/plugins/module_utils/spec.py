@@ -354,6 +354,11 @@ def change_problems(spec, recorded):
         return ["the state folder belongs to cluster %s, not %s; choose another state_dir"
                 % (recorded.get("name"), spec.get("name"))]
     problems = []
+    given = (spec.get("hosts") or {}).get("master")
+    kept = [n for n in recorded.get("master_hosts") or [] if n in (given or [])]
+    if given is not None and recorded.get("master_hosts") and not kept:
+        problems.append("none of the masters %s stays: keep at least one of them in the inventory, and replace "
+                        "masters a few at a time" % ", ".join(recorded["master_hosts"]))
     for key in ("coe", "provider"):
         if recorded.get(key) not in (None, spec.get(key)):
             problems.append("%s cannot change (%s -> %s); delete and create the cluster"

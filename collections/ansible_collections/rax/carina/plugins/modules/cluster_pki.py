@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: cluster_pki
-short_description: Certificate authority, server and client certificates of a Docker Swarm cluster
+short_description: Certificate authority, server and client certificates of a cluster
 version_added: 0.1.0
 description:
   - Builds and maintains the PKI of one cluster in a folder on the machine the module runs on

@@ -1018,9 +1018,9 @@ def test_plan_static_hosts_added_and_removed():
 
 
 def test_plan_static_master_replaced():
-    rec = record(masters=1, nodes=1, master_hosts=["h1"], worker_hosts=["h2"], provider="static")
-    out = planned(static_spec(["h5"], ["h2"]), rec)
-    assert out["master_hosts"] == ["h5"]
+    rec = record(masters=3, nodes=1, master_hosts=["h1", "h6", "h7"], worker_hosts=["h2"], provider="static")
+    out = planned(static_spec(["h5", "h6", "h7"], ["h2"]), rec)
+    assert out["master_hosts"] == ["h5", "h6", "h7"]
     assert out["adding"] == ["h5"]
     assert out["removing_masters"] == ["h1"]
     assert out["removing_workers"] == []
@@ -1296,3 +1296,15 @@ def test_plan_delete_still_checks_the_name_and_the_contract(swarm):
 def test_plan_unknown_operation():
     assert problems_of(dict(name="demo", operation="resize")) == [
         "operation 'resize': choose one of create, scale, delete"]
+
+
+def test_static_hosts_must_keep_a_master_of_the_record():
+    contract = SWARM
+    recorded = {"name": "st", "coe": "swarm", "provider": "static", "master_hosts": ["m1"], "worker_hosts": [],
+                "static": {"lb_hosts": ["lb"]}, "schema_version": 1}
+    request = {"name": "st", "coe": "swarm", "operation": "scale", "provider": "static",
+               "inventory_hosts": {"master": ["m2"], "worker": []}, "static": {"lb_hosts": ["lb"]}}
+    with pytest.raises(spec.SpecError, match="none of the masters m1 stays"):
+        spec.plan(request, contract, recorded)
+    request["inventory_hosts"]["master"] = ["m1", "m2", "m3"]
+    assert spec.plan(request, contract, recorded)["adding"] == ["m2", "m3"]
