@@ -25,6 +25,8 @@ def octavia_listeners(listeners):
         if kind not in ("TCP", "HTTP", "HTTPS") or check.get("client_cert"):
             kind = "TCP"
         entry = {"port": port, "protocol": "TCP", "monitor_type": kind}
+        if listener.get("member_port"):
+            entry["member_port"] = int(listener["member_port"])
         if kind in ("HTTP", "HTTPS"):
             entry["monitor_url_path"] = check.get("path", "/")
         out.append(entry)

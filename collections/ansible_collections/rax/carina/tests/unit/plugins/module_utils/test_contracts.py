@@ -1,5 +1,5 @@
 # Copyright: rax.carina developers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Tests of COE contract loading and shape checks (module_utils/contracts.py), with the real Swarm contract."""
 
