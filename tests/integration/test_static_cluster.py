@@ -138,7 +138,8 @@ def test_swarm_on_existing_machines_with_a_load_balancer_host(machines, tmp_path
         untouched(machines, name)
     assert docker("inspect", "-f", "{{.State.Running}}", "st-lb") == "true"
     assert on(machines, "st-lb", "command -v haproxy || echo gone") == "gone"
-    assert on(machines, "st-lb", "ls /etc/haproxy /var/lib/carina 2>/dev/null | grep -c carina") == "0"
+    assert on(machines, "st-lb", "ls -A /etc/haproxy 2>/dev/null | grep -c carina") == "0"
+    assert on(machines, "st-lb", "ls -A /var/lib/carina 2>/dev/null | wc -l") == "0"
 
 
 def test_refused_before_anything_when_a_host_is_in_another_swarm(machines, tmp_path):
