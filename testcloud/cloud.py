@@ -192,15 +192,16 @@ def _authtoken(user: str) -> dict[str, object]:
     return {"www_authenticate_uri": AUTH_URL, **_service_user(user), "memcached_servers": ""}
 
 
-def keystone_conf() -> str:
+def keystone_conf(data: Path = DATA) -> str:
+    """keystone.conf with its database and keys in `data` (the test cloud's, or a test session's own)."""
     return _ini(
         {
             "DEFAULT": {"debug": False},
-            "database": {"connection": f"sqlite:///{DATA}/keystone.sqlite"},
+            "database": {"connection": f"sqlite:///{data}/keystone.sqlite"},
             "token": {"provider": "fernet", "expiration": 14400},
-            "fernet_tokens": {"key_repository": DATA / "fernet-keys"},
-            "fernet_receipts": {"key_repository": DATA / "fernet-receipts"},
-            "credential": {"key_repository": DATA / "credential-keys"},
+            "fernet_tokens": {"key_repository": data / "fernet-keys"},
+            "fernet_receipts": {"key_repository": data / "fernet-receipts"},
+            "credential": {"key_repository": data / "credential-keys"},
             # bcrypt's cheapest cost: a token costs a few ms instead of ~0.3 s (test passwords only).
             "identity": {"password_hash_rounds": 4},
             "oslo_policy": {"enforce_scope": False, "enforce_new_defaults": False},

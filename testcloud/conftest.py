@@ -151,25 +151,11 @@ def wait_until(ready, group: Group, what: str, timeout: float = START_TIMEOUT) -
 
 
 # -- Keystone ---------------------------------------------------------------------------------
-def keystone_conf(data: Path) -> str:
-    return cloud._ini({
-        "DEFAULT": {"debug": False},
-        "database": {"connection": f"sqlite:///{data}/keystone.sqlite"},
-        "token": {"provider": "fernet", "expiration": 14400},
-        "fernet_tokens": {"key_repository": data / "fernet-keys"},
-        "fernet_receipts": {"key_repository": data / "fernet-receipts"},
-        "credential": {"key_repository": data / "credential-keys"},
-        # bcrypt's cheapest cost: a login costs a few ms instead of ~0.3 s (test passwords only).
-        "identity": {"password_hash_rounds": 4},
-        "oslo_policy": {"enforce_scope": False, "enforce_new_defaults": False},
-    })
-
-
 def keystone_template() -> Path:
     """A bootstrapped Keystone (database, fernet and credential keys: user, project and role admin,
     roles member and reader, region RegionOne), built once per test-cloud venv and per version of
     the code that makes it: keystone-manage takes ~10-20 s, a copy a few milliseconds."""
-    made_by = inspect.getsource(keystone_conf) + inspect.getsource(keystone_template) + repr((ADMIN, REGION))
+    made_by = inspect.getsource(cloud.keystone_conf) + inspect.getsource(keystone_template) + repr((ADMIN, REGION))
     key = hashlib.sha256(cloud.STAMP.read_bytes() + made_by.encode()).hexdigest()[:16]
     template = CACHE / ("keystone-" + key)
     if (template / "ready").exists():
@@ -183,7 +169,7 @@ def keystone_template() -> Path:
             shutil.rmtree(old, ignore_errors=True)
         build = Path(tempfile.mkdtemp(prefix="build-", dir=CACHE))
         try:
-            (build / "keystone.conf").write_text(keystone_conf(build))
+            (build / "keystone.conf").write_text(cloud.keystone_conf(build))
             manage = [cloud.venv_bin("keystone-manage"), "--config-file", str(build / "keystone.conf")]
             owner = ["--keystone-user", str(os.getuid()), "--keystone-group", str(os.getgid())]
             with (build / "init.log").open("ab") as log:
@@ -292,7 +278,7 @@ def keystone(testcloud_python, tmp_path_factory):
     prepared = time.monotonic() - started
     data = tmp_path_factory.mktemp("keystone")
     shutil.copytree(template, data, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.log", "*.conf", "ready"))
-    (data / "keystone.conf").write_text(keystone_conf(data))
+    (data / "keystone.conf").write_text(cloud.keystone_conf(data))
     port, nova, neutron, glance = free_ports(4)
     url = "http://%s:%d/v3" % (HOST, port)
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
