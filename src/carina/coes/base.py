@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit
 
+from carina import planning
 from carina.errors import CarinaError
 
-# The shell file of each shell: <credentials.basename><suffix>.
-SHELL_SUFFIXES = {"bash": ".env", "sh": ".env", "zsh": ".env", "fish": ".fish", "powershell": ".ps1", "cmd": ".cmd"}
 SECRET_MARKERS = ("key",)  # bundle files whose name holds one of these are private (0600)
 
 
@@ -74,7 +73,8 @@ class Coe:
         """{shell: bundle file that sets its environment}, for the shells whose file the bundle holds."""
         basename = self.contract["credentials"]["basename"]
         files = set(self.bundle_files())
-        return {shell: basename + suffix for shell, suffix in SHELL_SUFFIXES.items() if basename + suffix in files}
+        suffixes = planning.contracts_module().SHELL_SUFFIXES  # the file per shell, as credentials_bundle writes it
+        return {shell: basename + suffix for shell, suffix in suffixes.items() if basename + suffix in files}
 
     def env_names(self) -> list[str]:
         """The environment variables the bundle sets (credentials.env)."""

@@ -15,6 +15,9 @@ GENERIC_ROLES = ("master", "worker")
 REACH = ("clients", "cluster")
 PROTOCOLS = ("tcp", "udp")
 CHECK_TYPES = ("tcp", "http", "https")
+# The credentials bundle's file per shell: <credentials.basename><suffix> (written by credentials_bundle,
+# read by the carina command).
+SHELL_SUFFIXES = {"bash": ".env", "sh": ".env", "zsh": ".env", "fish": ".fish", "powershell": ".ps1", "cmd": ".cmd"}
 REQUIRED = ("name", "version", "title", "roles", "masters", "workers", "runtime", "ports", "listeners", "pki",
             "credentials", "api_url", "operations")
 

@@ -108,6 +108,7 @@ env:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.rax.carina.plugins.module_utils.contracts import SHELL_SUFFIXES
 from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes, write_atomic
 
 
@@ -126,10 +127,10 @@ def snippets(name, basename, env):
     cmd = ["@echo off", "REM Cluster %s: run this file in cmd.exe, then use the cluster's client as usual." % name]
     cmd += ['set "%s=%s"' % (k, v) for k, v in env.items()]
     return {
-        basename + ".env": ("\n".join(sh) + "\n").encode(),
-        basename + ".fish": ("\n".join(fish) + "\n").encode(),
-        basename + ".ps1": ("\r\n".join(ps1) + "\r\n").encode(),
-        basename + ".cmd": ("\r\n".join(cmd) + "\r\n").encode(),
+        basename + SHELL_SUFFIXES["bash"]: ("\n".join(sh) + "\n").encode(),
+        basename + SHELL_SUFFIXES["fish"]: ("\n".join(fish) + "\n").encode(),
+        basename + SHELL_SUFFIXES["powershell"]: ("\r\n".join(ps1) + "\r\n").encode(),
+        basename + SHELL_SUFFIXES["cmd"]: ("\r\n".join(cmd) + "\r\n").encode(),
     }
 
 
