@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""PKI of one Docker Swarm cluster: a CA, server certificates per node and client certificates.
+"""PKI of one cluster CA: the CA, server (or peer) certificates, client certificates and bare key pairs.
 
 Everything here is plain Python over the ``cryptography`` package, so that it can be used and
 tested without ``AnsibleModule``. ``run()`` is the entry point the ``cluster_pki`` module calls.
@@ -12,6 +12,7 @@ Files in the PKI folder::
     ca.pem  ca-key.pem
     server-<name>.pem  server-<name>-key.pem
     client-<name>.pem  client-<name>-key.pem
+    keypair-<name>.pub  keypair-<name>-key.pem   (a key pair with no certificate, e.g. service-account signing)
 
 Private keys are never returned, logged or put into exception messages.
 """
@@ -44,6 +45,9 @@ else:
 KEY_TYPES = ('ecdsa', 'rsa')
 RSA_KEY_SIZES = (2048, 3072, 4096)
 STATES = ('present', 'absent')
+# What a server certificate proves: `server` only serverAuth (a server's key cannot act as a client
+# of its peers), `peer` serverAuth and clientAuth (members that dial each other, such as etcd's).
+USAGES = ('server', 'peer')
 MAX_VALID_DAYS = 36500  # 100 years; keeps dates far from datetime's limits
 CLOCK_SKEW = datetime.timedelta(minutes=5)
 
@@ -61,7 +65,10 @@ MAX_NAME_LENGTH = 128
 _NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*')
 _DNS_LABEL_RE = re.compile(r'[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?')
 _LEAF_FILE_RE = re.compile(r'(server|client)-[A-Za-z0-9][A-Za-z0-9_.-]*\.pem')
-_TEMP_FILE_RE = re.compile(r'\.(?:ca|ca-key|(?:server|client)-[A-Za-z0-9][A-Za-z0-9_.-]*)\.pem\.[0-9a-f]{16}\.tmp')
+_KEYPAIR_FILE_RE = re.compile(r'keypair-[A-Za-z0-9][A-Za-z0-9_.-]*(?:\.pub|-key\.pem)')
+_TEMP_FILE_RE = re.compile(
+    r'\.(?:ca|ca-key|(?:server|client)-[A-Za-z0-9][A-Za-z0-9_.-]*|keypair-[A-Za-z0-9][A-Za-z0-9_.-]*)'
+    r'\.(?:pem|pub)\.[0-9a-f]{16}\.tmp')
 
 DEFAULT_CLIENTS = ({'name': 'admin', 'common_name': 'admin'},)
 
@@ -155,8 +162,9 @@ def sans_to_strs(sans):
 class LeafSpec:
     """One requested leaf certificate (a server or a client)."""
 
-    def __init__(self, kind, name, common_name, organization=(), sans=frozenset()):
+    def __init__(self, kind, name, common_name, organization=(), sans=frozenset(), usage='server'):
         self.kind = kind
+        self.usage = usage if kind == 'server' else 'client'
         self.name = name
         self.common_name = common_name
         self.organization = tuple(organization)
@@ -188,6 +196,7 @@ class Config:
         self.renew_before_days = kwargs['renew_before_days']
         self.servers = kwargs['servers']
         self.clients = kwargs['clients']
+        self.keypairs = kwargs.get('keypairs', [])
         self.prune = kwargs['prune']
         self.state = kwargs['state']
 
@@ -324,14 +333,40 @@ def _check_leaves(errors, kind, option, entries, extra_sans):
         common_name = _check_common_name(errors, where, entry.get('common_name'), name)
         organization = _check_organization(errors, where, kind, entry.get('organization'))
         sans = frozenset()
+        usage = entry.get('usage') or 'server'
         if kind == 'server':
             sans = frozenset(_check_sans(errors, where + '.sans', entry.get('sans'))) | extra_sans
-        elif entry.get('sans'):
-            errors.append('%s.sans is only supported for servers; remove it' % where)
+            if usage not in USAGES:
+                errors.append('%s.usage must be one of %s, not %r' % (where, ', '.join(USAGES), usage))
+        else:
+            if entry.get('sans'):
+                errors.append('%s.sans is only supported for servers; remove it' % where)
+            if entry.get('usage'):
+                errors.append('%s.usage is only supported for servers; remove it' % where)
         if name is not None and common_name is not None and organization is not None:
-            specs.append(LeafSpec(kind, name, common_name, organization, sans))
+            specs.append(LeafSpec(kind, name, common_name, organization, sans, usage))
     _check_key_file_clashes(errors, kind, specs, seen)
     return specs
+
+
+def _check_keypairs(errors, entries):
+    """Names of the bare key pairs; problems are appended to ``errors``."""
+    if entries is None:
+        return []
+    if not isinstance(entries, (list, tuple)):
+        errors.append('keypairs must be a list of dictionaries')
+        return []
+    names = []
+    seen = {}
+    for index, entry in enumerate(entries):
+        where = 'keypairs[%d]' % index
+        if not isinstance(entry, dict):
+            errors.append('%s must be a dictionary with a name' % where)
+            continue
+        name = _check_unique_name(errors, where, entry.get('name'), seen)
+        if name is not None:
+            names.append(name)
+    return names
 
 
 def validate_params(params):
@@ -364,6 +399,7 @@ def validate_params(params):
             errors.append('renew_before_days (%d) must be smaller than ca_valid_days (%d); '
                           'lower renew_before_days or raise ca_valid_days' % (renew_before_days, ca_valid_days))
 
+    keypairs = _check_keypairs(errors, params.get('keypairs'))
     extra_sans = frozenset(_check_sans(errors, 'extra_sans', params.get('extra_sans')))
     servers = _check_leaves(errors, 'server', 'servers', params.get('servers'), extra_sans)
     clients = params.get('clients', DEFAULT_CLIENTS)
@@ -381,7 +417,7 @@ def validate_params(params):
     return Config(
         path=path, cluster_name=cluster_name, key_type=key_type, rsa_key_size=rsa_key_size,
         ca_valid_days=ca_valid_days, cert_valid_days=cert_valid_days, renew_before_days=renew_before_days,
-        servers=servers, clients=clients, prune=prune, state=state,
+        servers=servers, clients=clients, keypairs=keypairs, prune=prune, state=state,
     )
 
 
@@ -504,18 +540,21 @@ def _key_usage(digital_signature=False, key_encipherment=False, key_cert_sign=Fa
     )
 
 
-def _leaf_ekus(kind):
-    if kind == 'server':
+def _leaf_ekus(usage):
+    """Extended key usages of a leaf by its usage: server, peer or client."""
+    if usage == 'server':
+        return [ExtendedKeyUsageOID.SERVER_AUTH]
+    if usage == 'peer':
         return [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     return [ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
-def _leaf_usage_ok(cert, kind):
+def _leaf_usage_ok(cert, usage):
     basic = _extension_value(cert, x509.BasicConstraints)
     ekus = _extension_value(cert, x509.ExtendedKeyUsage)
     if basic is None or basic.ca or ekus is None:
         return False
-    return sorted(oid.dotted_string for oid in ekus) == sorted(oid.dotted_string for oid in _leaf_ekus(kind))
+    return sorted(oid.dotted_string for oid in ekus) == sorted(oid.dotted_string for oid in _leaf_ekus(usage))
 
 
 def build_ca_cert(key, common_name, *, not_before, not_after):
@@ -550,7 +589,7 @@ def build_leaf_cert(spec, key, ca_cert, ca_key, *, not_before, not_after):
         .add_extension(
             _key_usage(digital_signature=True, key_encipherment=isinstance(public_key, rsa.RSAPublicKey)),
             critical=True)
-        .add_extension(x509.ExtendedKeyUsage(_leaf_ekus(spec.kind)), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(_leaf_ekus(spec.usage)), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
     ca_ski = _extension_value(ca_cert, x509.SubjectKeyIdentifier)
@@ -661,6 +700,64 @@ def describe_planned(item, config):
 # --------------------------------------------------------------------------------------------
 
 
+class KeyPair:
+    """A private key and its public key, with no certificate (a service-account signing key).
+
+    It is kept for as long as it is readable and of the requested type: replacing it would
+    invalidate everything it signed. A missing or stale public key file is rewritten from the key.
+    """
+
+    NEW_KEY_REASONS = ('missing', 'unparseable', 'key type changed')
+
+    def __init__(self, name, key_path, public_path):
+        self.name = name
+        self.key_path = key_path
+        self.public_path = public_path
+        self.key = None
+        self.reason = None
+        self.fix_key_mode = False
+
+    @property
+    def changed(self):
+        return self.reason is not None or self.fix_key_mode
+
+    def _public_pem(self):
+        return self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def plan(self, config):
+        data = read_bytes(self.key_path)
+        if data is None:
+            self.reason = 'missing'
+            return
+        try:
+            self.key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            self.reason = 'unparseable'
+            return
+        if not key_is_requested_type(self.key.public_key(), config.key_type, config.rsa_key_size, check_size=False):
+            self.reason = 'key type changed'
+            return
+        if not os.path.islink(self.key_path) and file_mode(self.key_path) != KEY_MODE:
+            self.fix_key_mode = True
+        if read_bytes(self.public_path) != self._public_pem():
+            self.reason = 'public key rewritten'
+
+    def apply(self, config):
+        if self.reason in self.NEW_KEY_REASONS:
+            self.key = generate_key(config.key_type, config.rsa_key_size)
+            write_atomic(self.key_path, key_to_pem(self.key), KEY_MODE, durable=True)
+            self.fix_key_mode = False
+        elif self.fix_key_mode:
+            os.chmod(self.key_path, KEY_MODE)
+        if self.reason is not None:
+            write_atomic(self.public_path, self._public_pem(), CERT_MODE, durable=True)
+
+    def result(self):
+        return {'key': self.key_path, 'public': self.public_path,
+                'issued': self.reason in self.NEW_KEY_REASONS, 'reason': self.reason}
+
+
 class ClusterPKI:
     """Decides what to issue, fix or remove (``plan``), then does it (``apply``)."""
 
@@ -671,6 +768,8 @@ class ClusterPKI:
         self.ca = Item('ca', 'ca', self._file(CA_CERT), self._file(CA_KEY))
         self.servers = [self._leaf_item(spec) for spec in config.servers]
         self.clients = [self._leaf_item(spec) for spec in config.clients]
+        self.keypairs = [KeyPair(name, self._file('keypair-%s-key.pem' % name), self._file('keypair-%s.pub' % name))
+                         for name in config.keypairs]
         self.remove = []  # absolute paths to delete
         self.remove_dir = False
         self.diff_before = []
@@ -697,6 +796,8 @@ class ClusterPKI:
             self._plan_ca()
             for item in self.leaves:
                 self._plan_leaf(item)
+            for pair in self.keypairs:
+                pair.plan(self.config)
             if self.config.prune:
                 self._plan_prune()
         self.planned = True
@@ -765,7 +866,7 @@ class ClusterPKI:
              lambda: _subject_attributes(cert.subject)
              != _subject_attributes(_expected_subject(spec.common_name, spec.organization))),
             ('sans changed', lambda: cert_sans(cert) != set(spec.sans)),
-            ('usage changed', lambda: not _leaf_usage_ok(cert, item.kind)),
+            ('usage changed', lambda: not _leaf_usage_ok(cert, spec.usage)),
             ('renewal window', lambda: self._renewal_due(cert_not_after(cert))),
         )
         for reason, failed in checks:
@@ -801,8 +902,11 @@ class ClusterPKI:
         for item in self.leaves:
             wanted.add(os.path.basename(item.cert_path))
             wanted.add(os.path.basename(item.key_path))
+        for pair in self.keypairs:
+            wanted.add(os.path.basename(pair.key_path))
+            wanted.add(os.path.basename(pair.public_path))
         for name in self._listdir():
-            if _LEAF_FILE_RE.fullmatch(name) and name not in wanted:
+            if (_LEAF_FILE_RE.fullmatch(name) or _KEYPAIR_FILE_RE.fullmatch(name)) and name not in wanted:
                 self._plan_removal(name)
 
     def _plan_removal(self, name):
@@ -826,7 +930,8 @@ class ClusterPKI:
             return
         names = self._listdir()
         for name in names:
-            if name in (CA_CERT, CA_KEY) or _LEAF_FILE_RE.fullmatch(name) or _TEMP_FILE_RE.fullmatch(name):
+            if (name in (CA_CERT, CA_KEY) or _LEAF_FILE_RE.fullmatch(name) or _KEYPAIR_FILE_RE.fullmatch(name)
+                    or _TEMP_FILE_RE.fullmatch(name)):
                 self._plan_removal(name)
         self.remove_dir = len(names) == len(self.remove)
 
@@ -836,7 +941,8 @@ class ClusterPKI:
     def changed(self):
         if self.remove or self.remove_dir:
             return True
-        return any(item.issue or item.fix_key_mode for item in [self.ca, *self.leaves])
+        return (any(item.issue or item.fix_key_mode for item in [self.ca, *self.leaves])
+                or any(pair.changed for pair in self.keypairs))
 
     def apply(self):
         """Write what the plan decided. Call only outside check mode."""
@@ -867,6 +973,8 @@ class ClusterPKI:
                                             not_before=not_before, not_after=item.not_after)
                 write_atomic(item.key_path, key_to_pem(item.key), KEY_MODE)
                 write_atomic(item.cert_path, cert_to_pem(item.cert), CERT_MODE)
+            for pair in self.keypairs:
+                pair.apply(config)
         for full in self.remove:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(full)
@@ -907,14 +1015,18 @@ class ClusterPKI:
             }
             result['servers'] = {item.name: self._leaf_result(item) for item in self.servers}
             result['clients'] = {item.name: self._leaf_result(item) for item in self.clients}
+            result['keypairs'] = {pair.name: pair.result() for pair in self.keypairs}
             issued = [self.ca] if self.ca.issue else []
             issued.extend(sorted((item for item in self.servers if item.issue), key=lambda item: item.name))
             issued.extend(sorted((item for item in self.clients if item.issue), key=lambda item: item.name))
             result['issued'] = [item.label for item in issued]
+            result['issued'].extend('keypair:%s' % pair.name for pair in sorted(self.keypairs, key=lambda p: p.name)
+                                    if pair.reason in KeyPair.NEW_KEY_REASONS)
             result['modes_fixed'] = sorted(
-                item.key_path for item in [self.ca, *self.leaves] if item.fix_key_mode)
+                [item.key_path for item in [self.ca, *self.leaves] if item.fix_key_mode]
+                + [pair.key_path for pair in self.keypairs if pair.fix_key_mode])
         else:
-            result.update(ca=None, servers={}, clients={}, issued=[], modes_fixed=[])
+            result.update(ca=None, servers={}, clients={}, keypairs={}, issued=[], modes_fixed=[])
         if diff:
             after = []
             if present:

@@ -62,7 +62,7 @@ options:
     description:
       - V(present) creates or updates the CA and the listed certificates.
       - V(absent) deletes the files the module manages in O(path) (C(ca.pem), C(ca-key.pem),
-        C(server-*.pem), C(client-*.pem)) and then the folder when it is empty.
+        C(server-*.pem), C(client-*.pem), C(keypair-*)) and then the folder when it is empty.
     type: str
     choices: [present, absent]
     default: present
@@ -98,7 +98,8 @@ options:
     default: 30
   servers:
     description:
-      - Server certificates, one per node. Their extended key usage is serverAuth and clientAuth.
+      - Server certificates, for example one per node. Their extended key usage is serverAuth only, unless
+        O(servers[].usage=peer).
     type: list
     elements: dict
     default: []
@@ -121,6 +122,16 @@ options:
         type: list
         elements: str
         default: []
+      usage:
+        description:
+          - V(server) gives the certificate serverAuth only, so that a server's key cannot act as a
+            client of the cluster.
+          - V(peer) adds clientAuth, for members that dial each other with the same certificate (etcd peers).
+          - Changing it reissues the certificate.
+        type: str
+        choices: [server, peer]
+        default: server
+        version_added: 0.2.0
   clients:
     description:
       - Client certificates. Their extended key usage is clientAuth only; they carry no SANs.
@@ -144,6 +155,23 @@ options:
         type: list
         elements: str
         default: []
+  keypairs:
+    description:
+      - Key pairs with no certificate, for example the key that signs Kubernetes service-account
+        tokens. Each is C(keypair-<name>-key.pem) (mode C(0600)) and C(keypair-<name>.pub) (the public key,
+        PEM SubjectPublicKeyInfo).
+      - A key pair is kept while its key is readable and of O(key_type); it is not renewed, since a new
+        key invalidates everything the old one signed. A missing or stale public key file is rewritten.
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.2.0
+    suboptions:
+      name:
+        description:
+          - Stem of the file names. Letters, digits, C(_), C(.) and C(-), starting with a letter or digit.
+        type: str
+        required: true
   extra_sans:
     description:
       - SANs added to every server certificate, for example the address of a load balancer.
@@ -152,8 +180,8 @@ options:
     default: []
   prune:
     description:
-      - Remove C(server-*.pem) and C(client-*.pem) files in O(path) that belong to no entry of
-        O(servers) or O(clients), for example after a node was removed.
+      - Remove C(server-*.pem), C(client-*.pem) and C(keypair-*) files in O(path) that belong to no entry
+        of O(servers), O(clients) or O(keypairs), for example after a node was removed.
     type: bool
     default: false
 notes:
@@ -302,8 +330,36 @@ clients:
     reason:
       description: Why it was (re)issued, V(null) if it was kept.
       type: str
+keypairs:
+  description: Key pairs by name. Empty when O(state=absent).
+  returned: always
+  type: dict
+  version_added: 0.2.0
+  sample:
+    service-account:
+      key: /home/me/pki/demo/keypair-service-account-key.pem
+      public: /home/me/pki/demo/keypair-service-account.pub
+      issued: true
+      reason: missing
+  contains:
+    key:
+      description: Path of the private key file (never its content).
+      type: str
+    public:
+      description: Path of the public key file.
+      type: str
+    issued:
+      description: Whether a new key was (or would be) made.
+      type: bool
+    reason:
+      description:
+        - V(missing), V(unparseable) or V(key type changed) when a new key is made, V(public key rewritten)
+          when only the public key file is written again, V(null) when the pair is kept.
+      type: str
 issued:
-  description: What was (or would be) issued, C(ca) first, then servers, then clients, each sorted by name.
+  description:
+    - What was (or would be) issued, C(ca) first, then servers, then clients, each sorted by name, then
+      new key pairs (C(keypair:<name>)).
   returned: always
   type: list
   elements: str
@@ -345,6 +401,7 @@ def argument_spec():
                 name=dict(type='str', required=True),
                 common_name=dict(type='str'),
                 sans=dict(type='list', elements='str', default=[]),
+                usage=dict(type='str', default='server', choices=['server', 'peer']),
             ),
         ),
         clients=dict(
@@ -354,6 +411,10 @@ def argument_spec():
                 common_name=dict(type='str'),
                 organization=dict(type='list', elements='str', default=[]),
             ),
+        ),
+        keypairs=dict(
+            type='list', elements='dict', default=[],
+            options=dict(name=dict(type='str', required=True)),
         ),
         extra_sans=dict(type='list', elements='str', default=[]),
         prune=dict(type='bool', default=False),

@@ -185,7 +185,8 @@ def test_server_certificate_verifies_and_has_exact_sans(pki_dir, issued):
 
     assert names(cert, NameOID.COMMON_NAME) == ['node-2']
     eku = ext(cert, x509.ExtendedKeyUsage).value
-    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    # A server's key proves who the server is and nothing more: it cannot act as a client.
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
     basic = ext(cert, x509.BasicConstraints)
     assert basic.critical and not basic.value.ca
     usage = ext(cert, x509.KeyUsage)
@@ -664,3 +665,119 @@ def test_hundred_servers_issue_fast(pki_dir):
     again = pki.run(params)
     print('idempotent run over 100 server certificates in %.3f s' % (time.perf_counter() - started))
     assert again['changed'] is False
+
+
+def test_peer_certificate_is_server_and_client(pki_dir):
+    servers = [{'name': 'etcd-1', 'sans': ['198.18.0.11'], 'usage': 'peer'}, {'name': 'api-1', 'sans': ['198.18.0.11']}]
+    pki.run(params_for(pki_dir, servers=servers, clients=[]))
+    peer = ext(load_cert(pki_dir / 'server-etcd-1.pem'), x509.ExtendedKeyUsage).value
+    assert set(peer) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    server = ext(load_cert(pki_dir / 'server-api-1.pem'), x509.ExtendedKeyUsage).value
+    assert list(server) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    # Turning a peer into a plain server (or back) reissues it, and only it.
+    servers[0]['usage'] = 'server'
+    result = pki.run(params_for(pki_dir, servers=servers, clients=[]))
+    assert result['issued'] == ['server:etcd-1']
+    assert result['servers']['etcd-1']['reason'] == 'usage changed'
+    assert pki.run(params_for(pki_dir, servers=servers, clients=[]))['changed'] is False
+
+
+def test_server_certificate_with_client_auth_is_reissued(pki_dir, issued):
+    """Certificates of an older release (serverAuth and clientAuth) are narrowed on the next run."""
+    ca = load_cert(pki_dir / 'ca.pem')
+    ca_key = load_key(pki_dir / 'ca-key.pem')
+    key = pki.generate_key('ecdsa', 2048)
+    sans = frozenset(pki.normalize_san(value) for value in SERVERS[0]['sans'])
+    old = pki.LeafSpec('server', 'node-1', 'node-1', (), sans, usage='peer')
+    cert = pki.build_leaf_cert(old, key, ca, ca_key, not_before=pki.utcnow(), not_after=later(100))
+    (pki_dir / 'server-node-1.pem').write_bytes(pki.cert_to_pem(cert))
+    (pki_dir / 'server-node-1-key.pem').write_bytes(pki.key_to_pem(key))
+    result = pki.run(params_for(pki_dir))
+    assert result['issued'] == ['server:node-1'] and result['servers']['node-1']['reason'] == 'usage changed'
+
+
+@pytest.mark.parametrize('entry, message', [
+    ({'name': 'x', 'usage': 'client'}, 'servers[0].usage must be one of server, peer'),
+])
+def test_bad_server_usage(pki_dir, entry, message):
+    with pytest.raises(pki.PKIValidationError) as err:
+        pki.run(params_for(pki_dir, servers=[entry]))
+    assert message in str(err.value)
+    assert not pki_dir.exists()
+
+
+def test_client_usage_refused(pki_dir):
+    with pytest.raises(pki.PKIValidationError) as err:
+        pki.run(params_for(pki_dir, clients=[{'name': 'a', 'usage': 'peer'}]))
+    assert 'clients[0].usage is only supported for servers' in str(err.value)
+
+
+def test_keypair_made_once_and_kept(pki_dir):
+    params = params_for(pki_dir, servers=[], clients=[], keypairs=[{'name': 'service-account'}])
+    first = pki.run(params)
+    pair = first['keypairs']['service-account']
+    assert first['changed'] and first['issued'] == ['ca', 'keypair:service-account']
+    assert pair == {'key': str(pki_dir / 'keypair-service-account-key.pem'),
+                    'public': str(pki_dir / 'keypair-service-account.pub'), 'issued': True, 'reason': 'missing'}
+    assert mode(pair['key']) == 0o600 and mode(pair['public']) == 0o644
+    key = load_key(pair['key'])
+    with open(pair['public'], 'rb') as handle:
+        public = serialization.load_pem_public_key(handle.read())
+    assert public == key.public_key()
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    # Kept as is: a second run changes nothing, and no renewal window applies to it.
+    before = snapshot(pki_dir)
+    again = pki.run(params, now=later(5000))
+    assert again['keypairs']['service-account']['reason'] is None
+    assert 'keypair:service-account' not in again['issued']
+    assert snapshot(pki_dir)['keypair-service-account-key.pem'] == before['keypair-service-account-key.pem']
+
+
+def test_keypair_public_key_rewritten_from_the_key(pki_dir):
+    params = params_for(pki_dir, servers=[], clients=[], keypairs=[{'name': 'sa'}])
+    pki.run(params)
+    key_bytes = (pki_dir / 'keypair-sa-key.pem').read_bytes()
+    (pki_dir / 'keypair-sa.pub').write_bytes(b'stale')
+    os.chmod(pki_dir / 'keypair-sa-key.pem', 0o644)
+    check = pki.run(params, check_mode=True)
+    assert check['changed'] and check['keypairs']['sa']['reason'] == 'public key rewritten'
+    assert (pki_dir / 'keypair-sa.pub').read_bytes() == b'stale'
+    result = pki.run(params)
+    assert result['keypairs']['sa'] == {'key': str(pki_dir / 'keypair-sa-key.pem'),
+                                        'public': str(pki_dir / 'keypair-sa.pub'),
+                                        'issued': False, 'reason': 'public key rewritten'}
+    assert result['modes_fixed'] == [str(pki_dir / 'keypair-sa-key.pem')]
+    assert (pki_dir / 'keypair-sa-key.pem').read_bytes() == key_bytes
+    assert mode(pki_dir / 'keypair-sa-key.pem') == 0o600
+    public = serialization.load_pem_public_key((pki_dir / 'keypair-sa.pub').read_bytes())
+    assert public == load_key(pki_dir / 'keypair-sa-key.pem').public_key()
+    assert pki.run(params)['changed'] is False
+
+
+def test_keypair_unreadable_key_is_replaced(pki_dir):
+    params = params_for(pki_dir, servers=[], clients=[], keypairs=[{'name': 'sa'}])
+    pki.run(params)
+    (pki_dir / 'keypair-sa-key.pem').write_bytes(b'garbage')
+    result = pki.run(params)
+    assert result['keypairs']['sa']['reason'] == 'unparseable' and result['keypairs']['sa']['issued']
+    load_key(pki_dir / 'keypair-sa-key.pem')
+
+
+def test_keypairs_pruned_and_removed_with_the_pki(pki_dir):
+    pki.run(params_for(pki_dir, servers=[], clients=[], keypairs=[{'name': 'a'}, {'name': 'b'}]))
+    result = pki.run(params_for(pki_dir, servers=[], clients=[], keypairs=[{'name': 'a'}], prune=True))
+    assert result['removed'] == [str(pki_dir / 'keypair-b-key.pem'), str(pki_dir / 'keypair-b.pub')]
+    gone = pki.run(params_for(pki_dir, state='absent'))
+    assert str(pki_dir / 'keypair-a-key.pem') in gone['removed'] and not pki_dir.exists()
+
+
+@pytest.mark.parametrize('keypairs, message', [
+    ('sa', 'keypairs must be a list of dictionaries'),
+    ([{'name': 'a'}, {'name': 'a'}], 'keypairs[1]'),
+    ([{'name': '../x'}], 'keypairs[0]'),
+])
+def test_bad_keypairs(pki_dir, keypairs, message):
+    with pytest.raises(pki.PKIValidationError) as err:
+        pki.run(params_for(pki_dir, keypairs=keypairs))
+    assert message in str(err.value)
+    assert not pki_dir.exists()
