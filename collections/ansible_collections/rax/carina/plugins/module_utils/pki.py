@@ -162,7 +162,7 @@ def sans_to_strs(sans):
 class LeafSpec:
     """One requested leaf certificate (a server or a client)."""
 
-    def __init__(self, kind, name, common_name, organization=(), sans=frozenset(), usage='server'):
+    def __init__(self, kind, name, common_name, organization=(), sans=frozenset(), *, usage='server'):
         self.kind = kind
         self.usage = usage if kind == 'server' else 'client'
         self.name = name
@@ -344,7 +344,7 @@ def _check_leaves(errors, kind, option, entries, extra_sans):
             if entry.get('usage'):
                 errors.append('%s.usage is only supported for servers; remove it' % where)
         if name is not None and common_name is not None and organization is not None:
-            specs.append(LeafSpec(kind, name, common_name, organization, sans, usage))
+            specs.append(LeafSpec(kind, name, common_name, organization, sans, usage=usage))
     _check_key_file_clashes(errors, kind, specs, seen)
     return specs
 
