@@ -15,6 +15,7 @@ GENERIC_ROLES = ("master", "worker")
 REACH = ("clients", "cluster")
 PROTOCOLS = ("tcp", "udp")
 CHECK_TYPES = ("tcp", "http", "https")
+OPTION_TYPES = ("str", "int", "bool", "cidr")
 # The credentials bundle's file per shell: <credentials.basename><suffix> (written by credentials_bundle,
 # read by the carina command).
 SHELL_SUFFIXES = {"bash": ".env", "sh": ".env", "zsh": ".env", "fish": ".fish", "powershell": ".ps1", "cmd": ".cmd"}
@@ -97,7 +98,16 @@ def problems(contract, name=None):
         out.append("credentials needs basename, env and files")
     if not isinstance(contract["operations"], list):
         out.append("operations must be a list")
+    out += option_problems(contract.get("options", {}))
     return out
+
+
+def option_problems(options):
+    """The COE's own options (optional): a mapping of name to a rule with a known type."""
+    if not isinstance(options, dict):
+        return ["options must be a mapping of option name to its rule"]
+    return ["options.%s needs a type (%s)" % (key, "/".join(OPTION_TYPES)) for key, rule in sorted(options.items())
+            if not isinstance(rule, dict) or rule.get("type", "str") not in OPTION_TYPES]
 
 
 def load(path, loader):

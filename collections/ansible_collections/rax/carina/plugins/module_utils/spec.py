@@ -165,6 +165,84 @@ def san_ok(san):
     return all(DNS_LABEL_RE.fullmatch(label) for label in name.split("."))
 
 
+def _cidr_problem(name, rule, value):
+    try:
+        net = ipaddress.ip_network(value, strict=True) if isinstance(value, str) else None
+    except ValueError as exc:
+        return "option %s %r is not a network in CIDR form (%s), for example 198.19.0.0/17" % (name, value, exc)
+    if net is None or net.version != 4:
+        return "option %s must be an IPv4 network in CIDR form, not %r" % (name, value)
+    most = rule.get("max_prefix")
+    if most is not None and net.prefixlen > most:
+        return "option %s %s is too small: use a /%d or larger" % (name, value, most)
+    return None
+
+
+def option_value_problem(name, rule, value):
+    """What is wrong with one COE option's value, or None."""
+    kind = rule.get("type", "str")
+    if kind == "cidr":
+        return _cidr_problem(name, rule, value)
+    problem = None
+    if kind == "int":
+        if not is_count(value) or value < rule.get("min", 0) or value > rule.get("max", 2 ** 31):
+            problem = "option %s must be a whole number from %d to %d, not %r" % (
+                name, rule.get("min", 0), rule.get("max", 2 ** 31), value)
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            problem = "option %s must be true or false, not %r" % (name, value)
+    elif not isinstance(value, str) or "\n" in value or (rule.get("choices") and value not in rule["choices"]):
+        choices = rule.get("choices")
+        problem = "option %s must be %s, not %r" % (
+            name, "one of " + ", ".join(choices) if choices else "a single-line string", value)
+    return problem
+
+
+def fill_coe_options(given, recorded, contract):
+    """The COE's options: given, else recorded, else the contract's defaults (only those it declares)."""
+    rules = (contract or {}).get("options") or {}
+    before = dict(recorded.get("coe_options") or {})
+    given = dict((k, v) for k, v in (given or {}).items() if v not in (None, ""))
+    out = dict((key, given.get(key, before.get(key, rule.get("default")))) for key, rule in rules.items())
+    out.update((key, value) for key, value in given.items() if key not in rules)  # reported by coe_option_problems
+    return out
+
+
+def coe_option_problems(spec, contract, recorded):
+    """Unknown options, wrong values, networks that overlap each other or the hosts' subnet, and
+    options that cannot change once the cluster exists."""
+    rules = contract.get("options") or {}
+    options = spec.get("coe_options") or {}
+    problems = []
+    for name in sorted(options):
+        if name not in rules:
+            problems.append("option %s is not an option of coe %s (its options: %s)" % (
+                name, contract["name"], ", ".join(sorted(rules)) or "none"))
+            continue
+        if options[name] is None and not rules[name].get("required"):
+            continue
+        problem = option_value_problem(name, rules[name], options[name])
+        if problem:
+            problems.append(problem)
+    if problems:
+        return problems
+    networks = [(name, ipaddress.ip_network(options[name])) for name in sorted(rules)
+                if rules[name].get("type") == "cidr" and options.get(name)]
+    subnet = spec.get("subnet") or recorded.get("subnet")
+    if subnet and not subnet_problems(subnet, 0):
+        networks.append(("the hosts' subnet", ipaddress.ip_network(subnet)))
+    for index, (name, net) in enumerate(networks):
+        for other, other_net in networks[index + 1:]:
+            if net.overlaps(other_net):
+                problems.append("option %s %s overlaps %s %s: choose networks apart" % (name, net, other, other_net))
+    before = recorded.get("coe_options") or {}
+    for name in sorted(rules):
+        if rules[name].get("fixed") and name in before and before[name] != options.get(name):
+            problems.append("option %s cannot change once the cluster exists (%s -> %s); delete and create the "
+                            "cluster" % (name, before[name], options.get(name)))
+    return problems
+
+
 def provider_problems(provider, options):
     """The provider's own options."""
     if provider not in PROVIDERS:
@@ -318,6 +396,7 @@ def check(spec, contract, recorded=None):
         problems += static_problems(spec["hosts"], spec.get("static") or {})
     problems += count_problems(contract, spec.get("masters"), spec.get("nodes"))
     problems += san_problems(spec.get("extra_sans"))
+    problems += coe_option_problems(spec, contract, recorded)
     if spec.get("provider") == "local" and is_count(spec.get("masters")) and is_count(spec.get("nodes")):
         # Every host is up at once during a scale: the ones that stay, come and go, and the load balancer.
         leaving = len(recorded.get("removing_masters") or []) + len(recorded.get("removing_workers") or [])
@@ -406,6 +485,8 @@ def fill(spec, contract, recorded=None):
             out["nodes"] = (max(0, len(workers) - len(removed)) if workers is not None
                             else contract["workers"].get("default", 1))
     out["openstack"] = fill_openstack(out.get("openstack"), recorded) if out["provider"] == "openstack" else {}
+    if out["operation"] != "delete":
+        out["coe_options"] = fill_coe_options(out.get("coe_options"), recorded, contract)
     return out
 
 

@@ -109,6 +109,7 @@ def build(cluster, endpoint, subnet, settled, provider_data):
         extra_sans=list(cluster.get("extra_sans") or []),
         openstack=dict(cluster.get("openstack") or {}),
         static=dict(cluster.get("static") or {}),
+        coe_options=dict(cluster.get("coe_options") or {}),
         provider_data=dict(provider_data or {}),
     )
 

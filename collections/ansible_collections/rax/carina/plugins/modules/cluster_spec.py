@@ -151,6 +151,16 @@ options:
     type: list
     elements: str
     default: []
+  coe_options:
+    description:
+      - The COE's own options, as its contract's C(options) declares them (for example C(pod_cidr) and
+        C(kubernetes_version) for Kubernetes). Left out, an option keeps its recorded value, else the
+        contract's default.
+      - Unknown options, values of the wrong type, networks that overlap each other or the hosts' subnet,
+        and changes to options the contract marks C(fixed) are refused before anything is made.
+    type: dict
+    default: {}
+    version_added: 0.2.0
   home:
     description:
       - Folder that holds the state folders of all clusters.
@@ -331,6 +341,7 @@ def main():
             image=dict(type="str", default=""),
             lb_image=dict(type="str", default="carina-host:bookworm-lb"),
             extra_sans=dict(type="list", elements="str", default=[]),
+            coe_options=dict(type="dict", default={}),
             home=dict(type="path", default="~/.carina"),
             state_dir=dict(type="path"),
             operation=dict(type="str", choices=list(rules.OPERATIONS), default="create"),
@@ -353,7 +364,8 @@ def main():
     contract = p["contracts"].get(coe)
     given = dict(name=name, coe=coe, coes=sorted(p["contracts"]), operation=p["operation"], masters=p["masters"],
                  nodes=p["nodes"], provider=p["provider"], subnet=p["subnet"], extra_sans=p["extra_sans"],
-                 remove=p["remove"], openstack=dict((k, v) for k, v in (p["openstack"] or {}).items() if v is not None))
+                 remove=p["remove"], coe_options=dict(p["coe_options"] or {}),
+                 openstack=dict((k, v) for k, v in (p["openstack"] or {}).items() if v is not None))
     if p["inventory_hosts"] is not None:
         given["inventory_hosts"] = dict(master=list(p["inventory_hosts"].get("master") or []),
                                         worker=list(p["inventory_hosts"].get("worker") or []))

@@ -387,3 +387,18 @@ def test_load_all_with_another_loader(tmp_path):
 def test_load_reports_a_missing_file(tmp_path):
     with pytest.raises(OSError):
         contracts.load(str(tmp_path / "nope.yml"), yaml.safe_load)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["pod_cidr"], "options must be a mapping of option name to its rule"),
+    ({"pod_cidr": "198.19.0.0/17"}, "options.pod_cidr needs a type (str/int/bool/cidr)"),
+    ({"pod_cidr": {"type": "network"}}, "options.pod_cidr needs a type (str/int/bool/cidr)"),
+])
+def test_bad_options(swarm, options, message):
+    swarm["options"] = options
+    assert contracts.problems(swarm, "swarm") == [message]
+
+
+def test_options_are_optional_and_typed(swarm):
+    swarm["options"] = {"pod_cidr": {"type": "cidr", "default": "198.19.0.0/17"}, "version": {"default": "1"}}
+    assert contracts.problems(swarm, "swarm") == []

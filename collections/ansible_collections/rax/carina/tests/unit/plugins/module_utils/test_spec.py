@@ -722,7 +722,7 @@ def test_static_without_inventory_hosts():
 def test_fill_defaults_from_the_contract():
     out = spec.fill(dict(name="demo"), SWARM)
     assert out == dict(name="demo", operation="create", remove=[], extra_sans=[], provider="local", masters=1,
-                       nodes=1, openstack={}, static={})
+                       nodes=1, openstack={}, static={}, coe_options={})
 
 
 def test_fill_defaults_of_another_contract(swarm):
@@ -1308,3 +1308,82 @@ def test_static_hosts_must_keep_a_master_of_the_record():
         spec.plan(request, contract, recorded)
     request["inventory_hosts"]["master"] = ["m1", "m2", "m3"]
     assert spec.plan(request, contract, recorded)["adding"] == ["m2", "m3"]
+
+
+# ------------------------------------------------------------------------------------------
+# COE options: declared by the contract, defaulted, checked, kept
+# ------------------------------------------------------------------------------------------
+
+OPTION_RULES = {
+    "pod_cidr": {"type": "cidr", "default": "198.19.0.0/17", "fixed": True, "max_prefix": 20},
+    "service_cidr": {"type": "cidr", "default": "198.19.224.0/20", "fixed": True},
+    "version": {"type": "str", "default": "1.20.2"},
+    "runtime": {"type": "str", "default": "containerd", "choices": ["containerd"]},
+    "dns": {"type": "bool", "default": True},
+    "max_pods": {"type": "int", "default": 110, "min": 10, "max": 250},
+}
+
+
+@pytest.fixture
+def optioned(swarm):
+    swarm["options"] = copy.deepcopy(OPTION_RULES)
+    return swarm
+
+
+def test_options_default_from_the_contract(optioned):
+    assert planned(good_spec(), contract=optioned)["coe_options"] == dict(
+        pod_cidr="198.19.0.0/17", service_cidr="198.19.224.0/20", version="1.20.2", runtime="containerd",
+        dns=True, max_pods=110)
+
+
+def test_a_contract_without_options_plans_none():
+    assert planned(good_spec())["coe_options"] == {}
+
+
+def test_options_given_recorded_then_default(optioned):
+    rec = record(3, 2, coe_options=dict(version="1.20.1", dns=False))
+    out = planned(good_spec(operation="scale", coe_options=dict(version="1.20.2", max_pods="")), rec, optioned)
+    assert out["coe_options"]["version"] == "1.20.2"  # given
+    assert out["coe_options"]["dns"] is False  # recorded
+    assert out["coe_options"]["max_pods"] == 110  # empty means left out: the default
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(colour="red"), "option colour is not an option of coe swarm (its options: dns, max_pods, pod_cidr,"),
+    (dict(pod_cidr="198.19.0.1/17"), "option pod_cidr '198.19.0.1/17' is not a network in CIDR form"),
+    (dict(pod_cidr="fd00::/64"), "option pod_cidr must be an IPv4 network"),
+    (dict(pod_cidr="198.19.0.0/24"), "option pod_cidr 198.19.0.0/24 is too small: use a /20 or larger"),
+    (dict(pod_cidr=17), "option pod_cidr must be an IPv4 network in CIDR form, not 17"),
+    (dict(dns="yes"), "option dns must be true or false, not 'yes'"),
+    (dict(max_pods=5), "option max_pods must be a whole number from 10 to 250, not 5"),
+    (dict(max_pods=True), "option max_pods must be a whole number from 10 to 250, not True"),
+    (dict(runtime="docker"), "option runtime must be one of containerd, not 'docker'"),
+    (dict(version="1.20\n"), "option version must be a single-line string, not '1.20\\n'"),
+    (dict(service_cidr="198.19.0.0/24"), "option pod_cidr 198.19.0.0/17 overlaps service_cidr 198.19.0.0/24"),
+])
+def test_bad_options_are_refused(optioned, options, message):
+    found = problems_of(good_spec(coe_options=options), contract=optioned)
+    assert any(message in problem for problem in found), found
+
+
+def test_options_must_not_overlap_the_hosts_subnet(optioned):
+    found = problems_of(good_spec(subnet="198.19.1.0/24"), contract=optioned)
+    assert found == ["option pod_cidr 198.19.0.0/17 overlaps the hosts' subnet 198.19.1.0/24: choose networks apart"]
+    # The recorded subnet counts too.
+    found = problems_of(good_spec(operation="scale"), record(3, 2, subnet="198.19.224.0/24"), optioned)
+    assert any("service_cidr 198.19.224.0/20 overlaps the hosts' subnet" in p for p in found), found
+
+
+def test_fixed_options_cannot_change(optioned):
+    rec = record(3, 2, coe_options=dict(pod_cidr="198.19.0.0/17", version="1.20.1"))
+    found = problems_of(good_spec(operation="scale", coe_options=dict(pod_cidr="198.18.128.0/17")), rec, optioned)
+    assert found == ["option pod_cidr cannot change once the cluster exists (198.19.0.0/17 -> 198.18.128.0/17); "
+                     "delete and create the cluster"]
+    # An option that is not fixed may change.
+    assert planned(good_spec(operation="scale", coe_options=dict(version="1.20.2")), rec, optioned)
+
+
+def test_delete_is_not_held_up_by_options(optioned):
+    """A delete goes ahead whatever options come with it: nothing is made from them."""
+    out = planned(dict(name="demo", operation="delete", coe_options=dict(colour="red")), record(), optioned)
+    assert out["operation"] == "delete"
