@@ -80,7 +80,7 @@ def test_the_shared_flow_and_providers_carry_no_coe_word_or_port():
 
 def test_every_driver_role_declares_its_entry_points():
     """COE drivers declare every entry point the shared flow calls; providers every provider entry point."""
-    coe_points = {"preflight", "runtime", "form", "remove", "verify", "credentials", "reset"}
+    coe_points = {"certificates", "preflight", "runtime", "form", "remove", "verify", "credentials", "reset"}
     provider_points = {"main", "members", "members_absent", "teardown", "delete"}
     roles = COLLECTION / "roles"
     drivers = sorted(p.name for p in roles.iterdir() if p.name.startswith(("coe_", "provider_")))

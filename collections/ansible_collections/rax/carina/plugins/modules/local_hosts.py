@@ -98,9 +98,24 @@ options:
         type: str
       engine_volume:
         description: Keep C(/var/lib/docker) on a labelled volume (needed when the host runs its own
-          Docker engine; overlay on overlay fails otherwise).
+          Docker engine; overlay on overlay fails otherwise). The volume is C(<name>-engine).
         type: bool
         default: true
+      volumes:
+        description:
+          - More folders kept on labelled volumes, for example C(/var/lib/containerd). Each volume is
+            C(<name>-<last part of the folder>) and goes with the host.
+        type: list
+        elements: str
+        default: []
+        version_added: 0.2.0
+      devices:
+        description:
+          - Devices of the machine the host sees, read-write, for example C(/dev/kmsg) for kubelet.
+        type: list
+        elements: str
+        default: []
+        version_added: 0.2.0
   prune:
     description:
       - Remove host containers of the cluster (with their volumes) that are not listed in O(hosts).
@@ -387,6 +402,13 @@ class LocalHosts:
                     msg="address %s of host %s must be a host address inside %s other than the gateway %s"
                     % (addr, name, net, gateway)
                 )
+        for folder in host["volumes"] or []:
+            if not folder.startswith("/") or not os.path.basename(folder.rstrip("/")):
+                self.module.fail_json(
+                    msg="volume folder %r of host %s must be an absolute path below /" % (folder, name))
+        for device in host["devices"] or []:
+            if not device.startswith("/dev/") or ".." in device.split("/"):
+                self.module.fail_json(msg="device %r of host %s must be a path under /dev/" % (device, name))
         if exists:
             return
         # A container of that name that is not ours would make the create fail half-way.
@@ -435,11 +457,11 @@ class LocalHosts:
         image = host["image"] or self.params["image"]
         labels = {LABEL_CLUSTER: self.cluster, LABEL_ROLE: host["role"], LABEL_KIND: "host"}
         binds = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}}
-        if host["engine_volume"]:
-            volume = "%s-engine" % name
+        for volume, folder in self.volumes_of(host).items():
             api.create_volume(name=volume, labels=labels)
-            binds[volume] = {"bind": ENGINE_DIR, "mode": "rw"}
-        host_config = api.create_host_config(binds=binds, **HOST_CONFIG)
+            binds[volume] = {"bind": folder, "mode": "rw"}
+        devices = ["%s:%s:rwm" % (device, device) for device in host["devices"] or []]
+        host_config = api.create_host_config(binds=binds, devices=devices or None, **HOST_CONFIG)
         # `--security-opt systempaths=unconfined`: nothing masked or read-only under /proc, /sys.
         host_config.update(MaskedPaths=[], ReadonlyPaths=[])
         endpoint = api.create_endpoint_config(ipv4_address=host["address"] or None)
@@ -456,6 +478,16 @@ class LocalHosts:
         )
         api.start(name)
         return name
+
+    @staticmethod
+    def volumes_of(host):
+        """{volume name: folder} of a host."""
+        out = {"%s-engine" % host["name"]: ENGINE_DIR} if host.get("engine_volume", True) else {}
+        for folder in host.get("volumes") or []:
+            # /var/lib/docker keeps the volume name of the engine_volume option.
+            stem = "engine" if folder.rstrip("/") == ENGINE_DIR else os.path.basename(folder.rstrip("/"))
+            out["%s-%s" % (host["name"], stem)] = folder
+        return out
 
     def remove_container(self, name):
         api = docker.APIClient(base_url=self.base_url, version="auto", timeout=120)
@@ -557,7 +589,10 @@ class LocalHosts:
         for name in to_start:
             self.api.start(name)
         if to_remove:
-            self.result["removed"] = to_remove + self.remove_volumes({"%s-engine" % n for n in to_remove})
+            # A removed host's volumes: its own name, a dash, one folder's name.
+            self.result["removed"] = to_remove + self.remove_volumes(
+                {v["Name"] for v in (self.api.volumes(filters=self.cluster_filter()) or {}).get("Volumes") or []
+                 if any(v["Name"].startswith(n + "-") and "-" not in v["Name"][len(n) + 1:] for n in to_remove)})
         self.result["hosts"] = self.describe(set(wanted))
         if self.params["wait"]:
             self.wait_for_ssh({h["name"]: h["address"] for h in self.result["hosts"]})
@@ -599,6 +634,8 @@ def main():
                     image=dict(type="str"),
                     address=dict(type="str"),
                     engine_volume=dict(type="bool", default=True),
+                    volumes=dict(type="list", elements="str", default=[]),
+                    devices=dict(type="list", elements="str", default=[]),
                 ),
             ),
             prune=dict(type="bool", default=False),
