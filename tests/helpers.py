@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,3 +71,20 @@ def ssh(key: Path, address: str, command: str) -> subprocess.CompletedProcess:
          "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", f"root@{address}", command],
         capture_output=True, text=True, timeout=60, check=False,
     )
+
+
+def wait_until(predicate, timeout: float, what: str):
+    """The first truthy value of predicate(), polled every second; fails after `timeout` seconds."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last!r}")
+
+
+def recap_changed(output: str) -> dict[str, int]:
+    """{host: changed count} from an ansible-playbook PLAY RECAP."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}

@@ -143,21 +143,25 @@ class Client:
     # -- actions ----------------------------------------------------------------------------
     def create(self, name: str, *, coe: str | None = None, masters: int | None = None, nodes: int | None = None,
                provider: str = "local", subnet: str = "", extra_sans: list[str] | None = None,
-               openstack: dict | None = None, inventory: str | Path | None = None) -> tuple[Cluster, Run]:
+               openstack: dict | None = None, inventory: str | Path | None = None,
+               coe_options: dict | None = None) -> tuple[Cluster, Run]:
         """Record the cluster CREATE_IN_PROGRESS and start its create run; counts left out come from the contract.
 
         The spec is judged by the collection's planning rules first: a refused spec raises CarinaError
         with every problem and records nothing. Provider static takes its hosts from `inventory`
-        (groups masters and workers), which every later run of the cluster reuses.
+        (groups masters and workers), which every later run of the cluster reuses. `coe_options` are
+        the COE's own options ({name: value}, text typed by the contract's declared type); a retry of a
+        failed create reuses the ones given before, the playbook fills the rest from the contract.
         """
         coe = coe or coes.default()
         openstack = {k: v for k, v in (openstack or {}).items() if v not in (None, "")}
         if openstack and provider != "openstack":
             raise CarinaError("openstack options need --provider openstack")
         options, hosts = self._provider_inputs(provider, inventory, masters, nodes)
+        given = self._coe_options(name, coe, coe_options)
         request = {"name": name, "coe": coe, "operation": "create", "masters": masters, "nodes": nodes,
                    "provider": provider, "openstack": openstack, "subnet": subnet, "extra_sans": extra_sans or [],
-                   **self._inventory_request(hosts)}
+                   "coe_options": given, **self._inventory_request(hosts)}
         plan = self._plan(request)
         masters, nodes = plan["masters"], plan["nodes"]
         extravars = {"carina_name": name, "carina_coe": coe, "carina_masters": masters, "carina_nodes": nodes,
@@ -165,6 +169,8 @@ class Client:
         extravars.update((f"carina_{key}", value) for key, value in openstack.items())
         if subnet:
             extravars["carina_subnet"] = subnet
+        if given:
+            extravars["carina_coe_options"] = given
         with self.store.transaction() as db:
             existing = self.store.get_cluster(name, db)
             if existing is not None:
@@ -175,7 +181,8 @@ class Client:
                                    f"nodes={existing.nodes}; retry with the same spec or `carina rm {name}` first")
             cluster = Cluster(name=name, status="CREATE_IN_PROGRESS", coe=coe, provider=provider, masters=masters,
                               nodes=nodes, subnet=subnet, contract_version=plan["contract_version"],
-                              options=options, created_at=existing.created_at if existing else time.time())
+                              options=options, coe_options=given,
+                              created_at=existing.created_at if existing else time.time())
             run = self._new_run(cluster, "create", "rax.carina.create", extravars)
             cluster.current_run = run.id
             self.store.put_cluster(db, cluster)
@@ -314,6 +321,17 @@ class Client:
             raise CarinaError("; ".join(exc.problems)) from exc
         plan["contract_version"] = int(contract["version"]) if contract else 0
         return plan
+
+    def _coe_options(self, name: str, coe: str, given: dict | None) -> dict:
+        """The COE options of a create: those given, typed by the COE's contract, over those a failed create of
+        the cluster was given; an empty value drops an option (the default applies)."""
+        typed = dict(given or {})
+        if typed and coe in planning.contracts():
+            typed = coes.get(coe).option_values(typed)
+        existing = self.store.get_cluster(name)
+        retried = existing is not None and existing.status == "CREATE_FAILED" and existing.coe == coe
+        merged = (existing.coe_options if retried else {}) | typed
+        return {key: value for key, value in merged.items() if value not in (None, "")}
 
     @staticmethod
     def _inventory_request(hosts: dict | None) -> dict:

@@ -44,11 +44,28 @@ def cluster_text(cluster, health=None) -> str:
         f"endpoint:      {cluster.endpoint or '-'}",
         f"api_url:       {cluster.api_url or '-'}",
         f"subnet:        {cluster.subnet or '-'}",
+        f"coe_options:   {options_text(cluster.coe_options)}",
         f"last run:      {cluster.current_run or '-'}",
     ]
     if health is not None:
         lines.append(f"health:        {health.status} ({health.reason})")
     return "\n".join(lines)
+
+
+def options_text(options: dict) -> str:
+    """name=value, ... of a cluster's COE options as given (bools as true/false); '-' for none."""
+    if not options:
+        return "-"
+    return ", ".join(f"{key}={json.dumps(value) if isinstance(value, bool) else value}"
+                     for key, value in sorted(options.items()))
+
+
+def option_pair(text: str) -> tuple[str, str]:
+    """--option NAME=VALUE, split at the first '='; the value is typed later, by the COE's contract."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=VALUE")
+    return name.strip(), value
 
 
 class Progress:
@@ -151,14 +168,16 @@ def cmd_create(client: Client, args) -> int:
         openstack["floating_ip_enabled"] = True
     cluster, run = client.create(args.name, coe=args.coe, masters=args.masters, nodes=args.nodes,
                                  provider=args.provider, subnet=args.subnet or "", extra_sans=args.extra_san,
-                                 openstack=openstack or None, inventory=args.inventory)
+                                 openstack=openstack or None, inventory=args.inventory,
+                                 coe_options=dict(args.option) or None)
     return started(client, args, cluster, run)
 
 
 def cmd_ls(client: Client, args) -> int:
     clusters = client.list()
-    rows = [f"{'NAME':<20} {'COE':<7} {'MASTERS':>7} {'NODES':>5} {'STATUS':<20} URL"]
-    rows += [f"{c.name:<20} {c.coe:<7} {c.masters:>7} {c.nodes:>5} {c.status:<20} {c.api_url or '-'}"
+    width = max([7, *(len(c.coe) for c in clusters)])  # the longest COE name
+    rows = [f"{'NAME':<20} {'COE':<{width}} {'MASTERS':>7} {'NODES':>5} {'STATUS':<20} URL"]
+    rows += [f"{c.name:<20} {c.coe:<{width}} {c.masters:>7} {c.nodes:>5} {c.status:<20} {c.api_url or '-'}"
              for c in clusters]
     emit(args, [c.as_dict() for c in clusters], "\n".join(rows))
     return EXIT_OK
@@ -271,6 +290,9 @@ def add_create_options(p: argparse.ArgumentParser, coe_names: list[str] | None,
     os_group.add_argument("--server-type", choices=["vm", "bm"], help="workers on Nova (vm) or Ironic (bm)")
     os_group.add_argument("--resource-class", help="resource class of bare metal nodes (baremetal)")
     p.add_argument("--extra-san", action="append", default=[], help="more names/addresses in master certificates")
+    p.add_argument("--option", "-O", action="append", default=[], type=option_pair, metavar="NAME=VALUE",
+                   help="an option of the COE, typed by its contract (repeatable; an unknown NAME is refused with "
+                        "the list of the COE's options; an empty VALUE means the default)")
     p.add_argument("--wait", action="store_true", help="follow the run to its end")
 
 

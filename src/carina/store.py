@@ -66,6 +66,9 @@ MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
         "ALTER TABLE clusters ADD COLUMN contract_version INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE clusters ADD COLUMN options TEXT NOT NULL DEFAULT '{}'",
     )),
+    ("clusters: the COE options the user gave (JSON)", (
+        "ALTER TABLE clusters ADD COLUMN coe_options TEXT NOT NULL DEFAULT '{}'",
+    )),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -118,6 +121,7 @@ class Cluster:
     api_url: str = ""  # from the cluster record (the COE's API URL template and the endpoint)
     contract_version: int = 0  # of the COE driver that last wrote the record; 0: not known yet
     options: dict = field(default_factory=dict)  # what later runs reuse, e.g. {"inventory": PATH}
+    coe_options: dict = field(default_factory=dict)  # the COE's options as given (typed); a retried create reuses them
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -144,7 +148,7 @@ class Run:
         return out
 
 
-JSON_COLUMNS = ("options",)  # Cluster fields kept as JSON text
+JSON_COLUMNS = ("options", "coe_options")  # Cluster fields kept as JSON text
 
 
 def _put(table: str, cls: type) -> str:

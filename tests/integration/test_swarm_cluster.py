@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ROOT, docker, env, owned_objects, run_module
+from tests.helpers import ROOT, docker, env, owned_objects, recap_changed, run_module, wait_until
 
 NAME = "it-swarm"
 SUBNET = "198.18.220.0/24"
@@ -49,19 +49,8 @@ def cli(state: Path, *args: str, check: bool = True, timeout: int = 60, **env_ov
                           timeout=timeout, check=check)
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last!r}")
 
 
-def recap_changed(output: str) -> dict[str, int]:
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
 
 
 def record(state: Path) -> dict:
@@ -116,7 +105,7 @@ def test_even_managers_fail_before_anything_exists(tmp_path):
         (["-e", "carina_masters=9"], "from 1 to 7"),
         (["-e", "carina_nodes=-1"], "nodes=-1: the number of workers must be from 0 to 250"),
         (["-e", "carina_name=Bad_Name"], "name 'Bad_Name': use 1 to 40 lower-case letters"),
-        (["-e", "carina_coe=mesos"], "coe 'mesos' is not supported; choose one of: swarm"),
+        (["-e", "carina_coe=mesos"], "coe 'mesos' is not supported; choose one of: kubernetes, swarm"),
         (["-e", "carina_subnet=198.18.220.0/30"], "has room for 1 hosts, the cluster needs 3"),
         (["-e", "carina_subnet=not-a-subnet"], "is not an IPv4 network in CIDR form"),
     ],

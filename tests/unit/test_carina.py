@@ -475,10 +475,10 @@ def test_an_old_store_is_migrated_in_place_with_its_data(tmp_path):
     assert store.migrated_from == 0
     names, version = columns(tmp_path, "clusters")
     assert version == SCHEMA_VERSION == len(MIGRATIONS)
-    assert {"api_url", "contract_version", "options"} <= set(names)
+    assert {"api_url", "contract_version", "options", "coe_options"} <= set(names)
     cluster = store.get_cluster("old")
     assert (cluster.status, cluster.masters, cluster.nodes, cluster.endpoint) == ("CREATE_COMPLETE", 3, 2, "198.18.5.2")
-    assert (cluster.api_url, cluster.contract_version, cluster.options) == ("", 0, {})
+    assert (cluster.api_url, cluster.contract_version, cluster.options, cluster.coe_options) == ("", 0, {}, {})
     assert store.get_run("r0").status == "successful"
     assert [e["stdout"] for e in store.events("r0")] == ["PLAY"]
     store.update_cluster("old", options={"inventory": "/x"}, contract_version=1)
@@ -560,15 +560,18 @@ def test_finish_of_a_failed_run_keeps_what_the_record_knows(tmp_path):
 
 
 # -- credentials and env through the COE's plug-in ----------------------------------------------------
-def fake_bundle(home, name):
+def fake_bundle(home, name, basename="docker", var="DOCKER_CERT_PATH", file=""):
+    """A bundle as the COE's credentials entry point writes it: PEM files, `file` if named, and one file per
+    shell setting `var` to the bundle folder (or to `file` in it)."""
     state = home / "clusters" / name
     state.mkdir(parents=True, exist_ok=True)
-    for item in ("ca.pem", "cert.pem", "key.pem"):
+    for item in ("ca.pem", "cert.pem", "key.pem", *filter(None, [file])):
         (state / item).write_text(f"PEM {item}\n")
-    (state / "docker.env").write_text(f"export DOCKER_CERT_PATH={state}\r\n")
-    (state / "docker.fish").write_text(f"set -gx DOCKER_CERT_PATH '{state}'\n")
-    (state / "docker.ps1").write_text(f"$Env:DOCKER_CERT_PATH = '{state}'\n")
-    (state / "docker.cmd").write_text(f"set DOCKER_CERT_PATH={state}\r\n")
+    value = f"{state}/{file}" if file else str(state)
+    (state / f"{basename}.env").write_text(f"export {var}={value}\r\n")
+    (state / f"{basename}.fish").write_text(f"set -gx {var} '{value}'\n")
+    (state / f"{basename}.ps1").write_text(f"$Env:{var} = '{value}'\n")
+    (state / f"{basename}.cmd").write_text(f"set {var}={value}\r\n")
     return state
 
 
@@ -622,8 +625,110 @@ def test_cli_choices_come_from_the_registry_and_the_collection(client, capsys):
             cli.main(argv)
         assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "invalid choice: 'mesos' (choose from 'swarm')" in err
+    assert f"invalid choice: 'mesos' (choose from {', '.join(map(repr, coes.names()))})" in err
     assert "invalid choice: 'aws' (choose from 'local', 'openstack', 'static')" in err
     assert "invalid choice: 'tcsh' (choose from 'bash', 'cmd', 'fish', 'powershell', 'sh', 'zsh')" in err
     assert cli.main(["create", "s1", "--provider", "static"]) == 1
     assert "provider static needs --inventory PATH" in capsys.readouterr().err
+
+
+def test_env_and_credentials_of_a_coe_with_a_config_file_follow_its_contract(client, tmp_path, capsys):
+    client.create("k1", coe="kubernetes")
+    coe = coes.get("kubernetes")
+    (basename,) = {coe.shells()[shell].rsplit(".", 1)[0] for shell in ("bash", "fish")}
+    var, config = coe.env_names()[0], "kubeconfig"
+    state = fake_bundle(client.home, "k1", basename, var, config)
+    client.store.update_cluster("k1", status="CREATE_COMPLETE", endpoint="198.18.7.2")
+    assert sorted(p.name for p in state.iterdir()) == sorted(coe.bundle_files())
+    assert client.env("k1") == f"export {var}={state}/{config}\n"
+    assert client.env("k1", "fish") == f"set -gx {var} '{state}/{config}'\n"
+    dest = client.credentials("k1", tmp_path / "bundle")
+    assert sorted(p.name for p in dest.iterdir()) == sorted(coe.bundle_files())
+    modes = {p.name: p.stat().st_mode & 0o777 for p in dest.iterdir()}
+    assert modes.pop(config) == modes.pop("key.pem") == 0o600  # the config file holds the client key
+    assert set(modes.values()) == {0o644}
+    assert (dest / f"{basename}.env").read_bytes() == f"export {var}={dest}/{config}\r\n".encode()
+    assert cli.main(["credentials", "k1", "--path", str(tmp_path / "cli")]) == 0
+    assert capsys.readouterr().out == (f"credentials of k1 in {tmp_path / 'cli'}; "
+                                       f"source {tmp_path / 'cli'}/{basename}.env\n")
+    assert cli.main(["env", "k1", "--shell", "powershell"]) == 0
+    assert capsys.readouterr().out == f"$Env:{var} = '{state}/{config}'\n"
+
+
+# -- the COE's own options ----------------------------------------------------------------------------
+def extravars_of(client, run):
+    return json.loads(client.store.get_run(run.id).params)["extravars"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"coe_options": {"colour": "red"}},
+         r"option colour is not an option of coe kubernetes \(its options: .*node_cidr_mask, pod_cidr"),
+        ({"coe_options": {"node_cidr_mask": "many"}}, "option node_cidr_mask must be a whole number from 16 to 28, "
+                                                      "not 'many'"),
+        ({"coe_options": {"node_cidr_mask": "30"}}, "option node_cidr_mask must be a whole number from 16 to 28, "
+                                                    "not 30"),
+        ({"coe_options": {"pod_cidr": "198.19.0.0/20", "service_cidr": "198.19.8.0/24"}},
+         "option pod_cidr 198.19.0.0/20 overlaps service_cidr 198.19.8.0/24"),
+        ({"subnet": "198.19.5.0/24"}, "option pod_cidr 198.19.0.0/17 overlaps the hosts' subnet"),  # the defaults
+    ],
+)
+def test_coe_options_are_judged_by_the_planning_rules_before_anything_is_recorded(client, kwargs, message):
+    with pytest.raises(api.CarinaError, match=message):
+        client.create("k1", coe="kubernetes", **kwargs)
+    assert client.list() == [] and client.runs() == [] and client.spawned == []
+    assert not (client.home / "clusters").exists() and not (client.home / "runs").exists()
+
+
+def test_coe_options_are_typed_recorded_shown_and_passed_to_the_playbook(client, capsys):
+    cluster, run = client.create("k1", coe="kubernetes", coe_options={
+        "node_cidr_mask": "26", "kubernetes_version": "1.20", "dns_image": ""})
+    given = {"node_cidr_mask": 26, "kubernetes_version": "1.20"}  # typed; an empty value is the default
+    assert cluster.coe_options == given == client.get("k1").coe_options
+    assert extravars_of(client, run)["carina_coe_options"] == given
+    assert cli.main(["create", "k2", "--coe", "kubernetes", "-O", "node_cidr_mask=25",
+                     "--option", "cluster_domain=corp.example", "-o", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["cluster"]["coe_options"] == {"node_cidr_mask": 25, "cluster_domain": "corp.example"}
+    assert out["run"]["params"]["extravars"]["carina_coe_options"] == out["cluster"]["coe_options"]
+    assert cli.main(["get", "k2"]) == 0
+    assert "coe_options:   cluster_domain=corp.example, node_cidr_mask=25\n" in capsys.readouterr().out
+    assert cli.main(["get", "k2", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["coe_options"] == out["cluster"]["coe_options"]
+    assert cli.main(["create", "k3", "--coe", "kubernetes", "-O", "colour=red"]) == 1
+    assert "carina: option colour is not an option of coe kubernetes" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["create", "k3", "-O", "colour"])
+    assert exc.value.code == 2 and "argument --option/-O: 'colour': give NAME=VALUE" in capsys.readouterr().err
+    # A COE without options: none passed, none shown.
+    cluster, run = client.create("s1")
+    assert cluster.coe_options == {} and "carina_coe_options" not in extravars_of(client, run)
+    assert cli.main(["get", "s1"]) == 0
+    assert "coe_options:   -\n" in capsys.readouterr().out
+    assert cli.main(["create", "s2", "-O", "colour=red"]) == 1
+    assert "option colour is not an option of coe swarm (its options: none)" in capsys.readouterr().err
+
+
+def test_a_retried_create_reuses_the_coe_options_and_a_scale_passes_none(client):
+    client.create("k1", coe="kubernetes", coe_options={"node_cidr_mask": "26", "dns_image": "dns:1"})
+    client.store.update_cluster("k1", status="CREATE_FAILED", status_reason="boom")
+    cluster, run = client.create("k1", coe="kubernetes", coe_options={"dns_image": "", "cluster_domain": "c.example"})
+    assert cluster.coe_options == {"node_cidr_mask": 26, "cluster_domain": "c.example"}  # dns_image: the default
+    assert extravars_of(client, run)["carina_coe_options"] == cluster.coe_options
+    client.store.update_run(run.id, status="failed")
+    client.store.update_cluster("k1", status="CREATE_FAILED", status_reason="boom")
+    masters = ["k1-master-1"]
+    write_record(client.home, "k1", coe="kubernetes", master_hosts=masters, worker_hosts=["k1-node-1"],
+                 api_url="https://198.18.7.2:6443",
+                 coe_options={"pod_cidr": "198.19.0.0/17", "node_cidr_mask": 26, "cluster_domain": "c.example"})
+    with pytest.raises(api.CarinaError, match="option pod_cidr cannot change once the cluster exists"):
+        client.create("k1", coe="kubernetes", coe_options={"pod_cidr": "198.19.128.0/17"})
+    cluster, run = client.create("k1", coe="kubernetes")
+    assert extravars_of(client, run)["carina_coe_options"] == cluster.coe_options == {
+        "node_cidr_mask": 26, "cluster_domain": "c.example"}
+    client.store.update_run(run.id, status="successful")
+    client.store.update_cluster("k1", status="CREATE_COMPLETE")
+    _cluster, run = client.resize("k1", nodes=2)
+    assert "carina_coe_options" not in extravars_of(client, run)  # the playbook takes them from the record
+    assert client.get("k1").coe_options == {"node_cidr_mask": 26, "cluster_domain": "c.example"}

@@ -9,14 +9,14 @@ import types
 import pytest
 
 from carina import api, cli, coes, planning
-from carina.coes import swarm
+from carina.coes import kubernetes, swarm
 from carina.errors import CarinaError
 from tests.helpers import ROOT
 
 COLLECTION = ROOT / "collections" / "ansible_collections" / "rax" / "carina"
 # The generic parts of carina: no COE's word, port or client may appear in them.
 GENERIC = ("api.py", "cli.py", "store.py", "worker.py", "paths.py", "hygiene.py")
-COE_WORDS = re.compile(r"(?<![a-z])(swarm|docker|manager|2376)", re.IGNORECASE)
+COE_WORDS = re.compile(r"(?<![a-z])(swarm|docker|manager|2376|kube[a-z]*|6443|10250|2379)", re.IGNORECASE)
 
 
 def test_the_generic_parts_name_no_coe():
@@ -29,8 +29,9 @@ def test_the_generic_parts_name_no_coe():
 
 
 def test_the_word_check_catches_what_it_must():
-    hits = [m.group(0) for m in COE_WORDS.finditer('DOCKER_HOST Swarm "manager" :2376 contextmanager')]
-    assert hits == ["DOCKER", "Swarm", "manager", "2376"]
+    hits = [m.group(0) for m in COE_WORDS.finditer('DOCKER_HOST Swarm "manager" :2376 contextmanager '
+                                                   'KUBECONFIG kubectl Kubernetes :6443 coe_kubernetes')]
+    assert hits == ["DOCKER", "Swarm", "manager", "2376", "KUBECONFIG", "kubectl", "Kubernetes", "6443", "kubernetes"]
 
 
 def test_the_registry_names_the_collections_coes():
@@ -39,6 +40,9 @@ def test_the_registry_names_the_collections_coes():
     assert coes.default() == "swarm"
     assert isinstance(coes.get("swarm"), swarm.Swarm)
     assert coes.plugins()["swarm"] is swarm.Swarm
+    assert "kubernetes" in coes.names()
+    assert isinstance(coes.get("kubernetes"), kubernetes.Kubernetes)
+    assert coes.plugins()["kubernetes"] is kubernetes.Kubernetes
 
 
 def test_an_unknown_coe_is_refused_naming_the_choices():
@@ -46,19 +50,40 @@ def test_an_unknown_coe_is_refused_naming_the_choices():
         coes.get("mesos")
 
 
-def test_swarm_takes_its_url_bundle_and_shells_from_its_contract():
-    coe = coes.get("swarm")
+@pytest.mark.parametrize(
+    ("name", "want"),
+    [
+        ("swarm", {"url": "tcp://198.18.0.5:2376", "port": 2376, "secrets": ["key.pem"], "basename": "docker",
+                   "env": ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"],
+                   "words": ("manager", "managers", "worker", "workers")}),
+        ("kubernetes", {"url": "https://198.18.0.5:6443", "port": 6443, "secrets": ["key.pem", "kubeconfig"],
+                        "basename": "kube", "env": ["KUBECONFIG"], "words": ("master", "masters", "node", "nodes")}),
+    ],
+)
+def test_a_coe_takes_its_url_bundle_and_shells_from_its_contract(name, want):
+    coe = coes.get(name)
     contract = coe.contract
     assert coe.version == contract["version"] and coe.title == contract["title"]
-    assert coe.api_url("198.18.0.5") == contract["api_url"].format(endpoint="198.18.0.5") == "tcp://198.18.0.5:2376"
+    assert coe.api_url("198.18.0.5") == contract["api_url"].format(endpoint="198.18.0.5") == want["url"]
     assert coe.api_url("") == ""
-    assert coe.api_port == 2376
+    assert coe.api_port == want["port"]
     assert coe.bundle_files() == contract["credentials"]["files"]
-    assert coe.secret_files() == ["key.pem"]
-    assert coe.shells() == {"bash": "docker.env", "sh": "docker.env", "zsh": "docker.env", "fish": "docker.fish",
-                            "powershell": "docker.ps1", "cmd": "docker.cmd"}
-    assert coe.env_names() == ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"]
-    assert (coe.word("master"), coe.word("master", plural=True)) == ("manager", "managers")
+    assert coe.secret_files() == want["secrets"]
+    env, fish, ps1, cmd = (want["basename"] + suffix for suffix in (".env", ".fish", ".ps1", ".cmd"))
+    assert coe.shells() == {"bash": env, "sh": env, "zsh": env, "fish": fish, "powershell": ps1, "cmd": cmd}
+    assert coe.env_names() == want["env"]
+    assert (coe.word("master"), coe.word("master", plural=True), coe.word("worker"), coe.word("worker", True)) == \
+        want["words"]
+
+
+@pytest.mark.parametrize("name", sorted(planning.contracts()))
+def test_every_coe_keeps_the_private_files_of_its_bundle_private(name):
+    """Whatever a contract lists: its secrets are bundle files, and carina copies them, and every *key* file, 0600."""
+    coe = coes.get(name)
+    listed = coe.contract["credentials"].get("secrets") or []
+    assert isinstance(listed, list) and set(listed) <= set(coe.bundle_files()), "secrets must be files of the bundle"
+    assert set(listed) <= set(coe.secret_files())
+    assert {f for f in coe.bundle_files() if "key" in f.lower()} <= set(coe.secret_files()) <= set(coe.bundle_files())
 
 
 def test_the_loader_uses_the_collections_own_planning_rules():
@@ -121,6 +146,11 @@ credentials:
   files: [ca.crt, admin.key, fakecfg.env, fakecfg.fish]
 api_url: "https://{endpoint}:6443"
 operations: [create, delete]
+options:
+  fast: {type: bool, default: false}
+  size: {type: int, default: 3, min: 1, max: 9}
+  net: {type: cidr, default: 198.19.0.0/16}
+  label: {type: str, default: ""}
 """
 
 
@@ -172,3 +202,21 @@ def test_the_generic_client_drives_a_new_coe_by_its_contract(fake_collection, tm
         client.env("f1", "cmd")
     assert client.health("f1").status == "UNKNOWN"
     assert cli.main(["create", "f2", "--coe", "fake", "--masters", "3"]) == 0
+
+
+def test_options_given_as_text_are_typed_by_the_contract(fake_collection, tmp_path, monkeypatch, capsys):
+    coe = coes.get("fake")
+    assert coe.options() == coe.contract["options"]
+    assert coe.option_values({"fast": "Yes", "size": " 7 ", "net": "198.19.64.0/18", "label": "007", "other": "1"}) == \
+        {"fast": True, "size": 7, "net": "198.19.64.0/18", "label": "007", "other": "1"}
+    assert coe.option_values({"fast": "0", "size": 5}) == {"fast": False, "size": 5}  # typed values stay
+    assert coe.option_values({"fast": "maybe", "size": "x"}) == {"fast": "maybe", "size": "x"}  # the rules refuse
+    monkeypatch.setattr(api.Client, "_spawn", lambda self, run: None)
+    assert cli.main(["create", "f3", "--coe", "fake", "-O", "fast=maybe", "-O", "size=x"]) == 1
+    assert capsys.readouterr().err == ("carina: option fast must be true or false, not 'maybe'; "
+                                       "option size must be a whole number from 1 to 9, not 'x'\n")
+    assert cli.main(["create", "f3", "--coe", "fake", "-O", "fast=no", "-O", "size=5", "-O", "label=a=b"]) == 0
+    assert api.Client(tmp_path / "home").get("f3").coe_options == {"fast": False, "size": 5, "label": "a=b"}
+    capsys.readouterr()
+    assert cli.main(["get", "f3"]) == 0
+    assert "coe_options:   fast=false, label=a=b, size=5\n" in capsys.readouterr().out

@@ -7,6 +7,8 @@ plug-in here still works through this base class; its health is UNKNOWN.
 
 from __future__ import annotations
 
+import http.client
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -16,6 +18,38 @@ from carina import planning
 from carina.errors import CarinaError
 
 SECRET_MARKERS = ("key",)  # bundle files whose name holds one of these are private (0600)
+# How --option NAME=VALUE text becomes a bool option's value; other text is left for the planning rules to refuse.
+BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+TIMEOUT = 5  # seconds a health probe waits for the endpoint
+
+
+class HTTPStatusError(ValueError):
+    """The endpoint answered, with another status than 200."""
+
+    def __init__(self, path: str, status: int, body: bytes):
+        super().__init__(f"{path}: HTTP {status} {body[:200]!r}")
+        self.path, self.status, self.body = path, status, body
+
+
+def https_get(context: ssl.SSLContext, host: str, port: int, path: str) -> bytes:
+    """The body of a GET over TLS (the bundle's context), 200 only; raises OSError, HTTPException, HTTPStatusError."""
+    conn = http.client.HTTPSConnection(host, port, context=context, timeout=TIMEOUT)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise HTTPStatusError(path, response.status, body)
+        return body
+    finally:
+        conn.close()
+
+
+def mutual_tls(cafile: Path, certfile: Path, keyfile: Path) -> ssl.SSLContext:
+    """A client context trusting the cluster's CA and presenting the bundle's client certificate."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    context.load_cert_chain(str(certfile), str(keyfile))
+    return context
 
 
 @dataclass
@@ -67,7 +101,10 @@ class Coe:
         return list(self.contract["credentials"]["files"])
 
     def secret_files(self) -> list[str]:
-        return [f for f in self.bundle_files() if any(marker in f.lower() for marker in SECRET_MARKERS)]
+        """The bundle files that hold a private key: names holding "key", and those credentials.secrets lists."""
+        listed = set(self.contract["credentials"].get("secrets") or [])
+        return [f for f in self.bundle_files()
+                if f in listed or any(marker in f.lower() for marker in SECRET_MARKERS)]
 
     def shells(self) -> dict[str, str]:
         """{shell: bundle file that sets its environment}, for the shells whose file the bundle holds."""
@@ -79,6 +116,17 @@ class Coe:
     def env_names(self) -> list[str]:
         """The environment variables the bundle sets (credentials.env)."""
         return list(self.contract["credentials"].get("env") or {})
+
+    def options(self) -> dict[str, dict]:
+        """{option name: its rule (type, default, fixed, description...)}: the COE's own options (options)."""
+        return dict(self.contract.get("options") or {})
+
+    def option_values(self, given: dict) -> dict:
+        """Options given as text (--option NAME=VALUE) typed by the contract: int and bool ones converted,
+        the others kept. Text that does not convert, and unknown names, are kept as they are, for the
+        planning rules to refuse with their own message."""
+        rules = self.options()
+        return {name: _typed(value, (rules.get(name) or {}).get("type", "str")) for name, value in given.items()}
 
     # -- using a bundle ---------------------------------------------------------------------
     def env(self, bundle_dir: Path, shell: str) -> str:
@@ -93,3 +141,17 @@ class Coe:
     def health(self, cluster, bundle_dir: Path) -> Health:
         """The cluster as its COE sees it; `cluster` is a carina.store.Cluster that is *_COMPLETE."""
         return Health("UNKNOWN", f"carina has no health probe for coe {self.name}")
+
+
+def _typed(value, kind: str):
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if kind == "bool":
+        return BOOL_WORDS.get(text.lower(), value)
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            return value
+    return value

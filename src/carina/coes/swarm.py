@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import http.client
 import json
-import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from carina.coes import register
-from carina.coes.base import Coe, Health
+from carina.coes.base import Coe, Health, https_get, mutual_tls
 
 
 def docker_api(bundle: Path, host: str, port: int, path: str) -> list | dict:
     """GET a Docker API path through the cluster endpoint with the bundle's mutual TLS."""
-    ctx = ssl.create_default_context(cafile=str(bundle / "ca.pem"))
-    ctx.load_cert_chain(str(bundle / "cert.pem"), str(bundle / "key.pem"))
-    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=5)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise ValueError(f"{path}: HTTP {response.status} {body[:200]!r}")
-        return json.loads(body)
-    finally:
-        conn.close()
+    context = mutual_tls(bundle / "ca.pem", bundle / "cert.pem", bundle / "key.pem")
+    return json.loads(https_get(context, host, port, path))
 
 
 @register
