@@ -1,0 +1,204 @@
+#!/usr/bin/python
+# Copyright (c) 2026, rax.carina developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: host_files
+short_description: Many small files on a host in one step, each written only when it differs
+version_added: 0.2.0
+description:
+  - Makes the listed folders and writes the listed files (certificates, keys, configuration) in one
+    module run, so that a node's whole configuration costs one round trip instead of one per file.
+  - A file is rewritten (atomically, through a temporary file created with its final mode) only when
+    its content differs; a file whose content is right but whose mode is not gets its mode fixed.
+  - Contents are never returned, logged or shown in a diff; the task should still use C(no_log) when
+    they hold keys, since the module's arguments carry them.
+author:
+  - rax.carina developers (@rax-carina)
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would be written or fixed and writes nothing.
+  diff_mode:
+    support: none
+    description: Contents may be keys; no diff is given.
+  platform:
+    support: full
+    platforms: posix
+  idempotent:
+    support: full
+    description: The same input writes nothing.
+options:
+  directories:
+    description: Folders made first (with their parents) when missing; an existing folder gets its mode.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path of the folder.
+        type: path
+        required: true
+      mode:
+        description: Mode of the folder, in octal.
+        type: str
+        default: "0755"
+  files:
+    description: The files to write.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path of the file; its folder must exist or be listed in O(directories).
+        type: path
+        required: true
+      content:
+        description: The whole content of the file.
+        type: str
+        required: true
+      mode:
+        description: Mode of the file, in octal.
+        type: str
+        default: "0644"
+      tags:
+        description: Free words returned in RV(changed_tags) when this file changes, for example the services
+          that must restart.
+        type: list
+        elements: str
+        default: []
+"""
+
+EXAMPLES = r"""
+- name: Install a node's certificate, key and configuration
+  rax.carina.host_files:
+    directories:
+      - {path: /etc/kubernetes/pki, mode: "0700"}
+    files:
+      - {path: /etc/kubernetes/pki/ca.pem, content: "{{ lookup('file', 'pki/ca.pem') }}", tags: [kubelet]}
+      - {path: /etc/kubernetes/pki/kubelet-key.pem, content: "{{ lookup('file', 'pki/kubelet-key.pem') }}",
+         mode: "0600", tags: [kubelet]}
+  no_log: true
+  register: node_files
+"""
+
+RETURN = r"""
+written:
+  description: Files written (or that would be), in the order given.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/kubernetes/pki/ca.pem]
+modes_fixed:
+  description: Files and folders whose mode was (or would be) set.
+  returned: always
+  type: list
+  elements: str
+made:
+  description: Folders made (or that would be).
+  returned: always
+  type: list
+  elements: str
+changed_tags:
+  description: The tags of every file written or fixed, each once, sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: [kubelet]
+"""
+
+import os
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes, write_atomic
+
+
+def parse_mode(value, where):
+    try:
+        mode = int(str(value), 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise ValueError("%s: mode %r is not an octal file mode such as 0644" % (where, value))
+    return mode
+
+
+def plan(directories, files):
+    """(folders to make, modes to fix, files to write, tags) without touching anything."""
+    make, fix, write, tags = [], [], [], set()
+    for index, entry in enumerate(directories):
+        path, mode = entry["path"], parse_mode(entry["mode"], "directories[%d]" % index)
+        if not os.path.isabs(path):
+            raise ValueError("directories[%d]: %s is not an absolute path" % (index, path))
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise ValueError("directories[%d]: %s exists and is not a folder" % (index, path))
+        if not os.path.isdir(path):
+            make.append((path, mode))
+        elif stat.S_IMODE(os.stat(path).st_mode) != mode:
+            fix.append((path, mode))
+    made = {path for path, _ in make}
+    for index, entry in enumerate(files):
+        path, mode = entry["path"], parse_mode(entry["mode"], "files[%d]" % index)
+        if not os.path.isabs(path):
+            raise ValueError("files[%d]: %s is not an absolute path" % (index, path))
+        folder = os.path.dirname(path)
+        if not os.path.isdir(folder) and folder not in made:
+            raise ValueError("files[%d]: folder %s does not exist; list it in directories" % (index, folder))
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
+            raise ValueError("files[%d]: %s exists and is not a regular file" % (index, path))
+        data = entry["content"].encode("utf-8")
+        if read_bytes(path) != data:
+            write.append((path, data, mode))
+            tags.update(entry["tags"] or [])
+        elif stat.S_IMODE(os.stat(path).st_mode) != mode:
+            fix.append((path, mode))
+            tags.update(entry["tags"] or [])
+    return make, fix, write, tags
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            directories=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="path", required=True),
+                mode=dict(type="str", default="0755"),
+            )),
+            files=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="path", required=True),
+                content=dict(type="str", required=True, no_log=True),
+                mode=dict(type="str", default="0644"),
+                tags=dict(type="list", elements="str", default=[]),
+            )),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        make, fix, write, tags = plan(module.params["directories"], module.params["files"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    result = dict(
+        changed=bool(make or fix or write), made=[p for p, _ in make], modes_fixed=[p for p, _ in fix],
+        written=[p for p, _, _ in write], changed_tags=sorted(tags),
+    )
+    if not module.check_mode:
+        try:
+            for path, mode in make:
+                os.makedirs(path, exist_ok=True)
+                os.chmod(path, mode)
+            for path, mode in fix:
+                os.chmod(path, mode)
+            for path, data, mode in write:
+                write_atomic(path, data, mode)
+        except OSError as exc:
+            module.fail_json(msg="cannot write %s: %s" % (exc.filename or "a file", exc.strerror or exc), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
