@@ -1,8 +1,11 @@
-"""Benchmark of a local Swarm cluster (3 managers + 1 worker), with a bare baseline measured in the same run.
+"""Benchmark of local clusters, with a bare baseline measured in the same run.
 
-Prints: create until `docker info` answers through the load balancer; a second run with nothing to
-change (and its task count); delete; issuing certificates for 100 nodes; and the bare baseline (the
-same containers and swarm with `docker swarm init/join`, no TLS, no load balancer, no Ansible).
+Swarm (3 managers + 1 worker): create until `docker info` answers through the load balancer; a second
+run with nothing to change (and its task count); delete; issuing certificates for 100 nodes; and the
+bare baseline (the same containers and swarm with `docker swarm init/join`, no TLS, no load balancer,
+no Ansible). Kubernetes (3 masters + 1 node): create until every node is Ready (kubectl through the
+load balancer with the bundle), a second run with nothing to change, delete, and the memory of a
+master host and of a node host (their containers' cgroups, page cache left out).
 """
 
 from __future__ import annotations
@@ -18,17 +21,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 NAME = "bench"
+KUBE_NAME = "bench-kube"
 SUBNET = "198.18.231.0/24"
-GOALS = {"create": 45.0, "rerun": 15.0, "certs100": 2.0}
+GOALS = {"create": 45.0, "rerun": 15.0, "certs100": 2.0, "kube_create": 90.0, "kube_rerun": 15.0}
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, **kw)
 
 
-def playbook(name: str, home: str, *extra: str) -> tuple[float, subprocess.CompletedProcess]:
+def playbook(name: str, home: str, *extra: str, cluster: str = NAME) -> tuple[float, subprocess.CompletedProcess]:
     started = time.monotonic()
-    proc = run(["ansible-playbook", f"playbooks/{name}.yml", "-e", f"carina_name={NAME}",
+    proc = run(["ansible-playbook", f"playbooks/{name}.yml", "-e", f"carina_name={cluster}",
                 "-e", f"carina_home={home}", *extra])
     if proc.returncode != 0:
         sys.exit(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
@@ -68,6 +72,52 @@ def certs_for(nodes: int) -> float:
         return time.monotonic() - started
 
 
+def kubectl_nodes_ready(home: str) -> int:
+    kubectl = ROOT / ".cache" / "kubernetes" / "v1.20.2" / "bin" / "kubectl"
+    proc = run([str(kubectl), "--kubeconfig", str(Path(home) / "clusters" / KUBE_NAME / "kubeconfig"), "get", "nodes",
+                "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"])
+    if proc.returncode != 0 or proc.stdout.split() != ["True"] * 4:
+        sys.exit(f"kubectl through the load balancer: not 4 nodes Ready: {proc.stdout} {proc.stderr}")
+    return 4
+
+
+def host_memory_mib(container: str) -> float:
+    """Memory a host container uses (its cgroup's usage less the inactive page cache), in MiB."""
+    pid = run(["docker", "inspect", "--format", "{{.State.Pid}}", container]).stdout.strip()
+    path = next(line.split(":", 2)[2] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+                if line.split(":")[1] == "memory")
+    path = path.removesuffix("/init.scope")
+    folder = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+    usage = int((folder / "memory.usage_in_bytes").read_text())
+    stat = dict(line.split() for line in (folder / "memory.stat").read_text().splitlines())
+    return (usage - int(stat.get("total_inactive_file", 0))) / 2**20
+
+
+def bench_kubernetes() -> list[tuple[str, float, float | None]]:
+    with tempfile.TemporaryDirectory(prefix="carina-bench-") as home:
+        spec = ("-e", "carina_coe=kubernetes", "-e", "carina_masters=3", "-e", "carina_nodes=1")
+        try:
+            started = time.monotonic()
+            playbook("create", home, *spec, cluster=KUBE_NAME)
+            kubectl_nodes_ready(home)
+            create = time.monotonic() - started
+            rerun, proc = playbook("create", home, *spec, cluster=KUBE_NAME)
+            changed = [int(c) for c in re.findall(r"^\S+\s+: ok=\d+\s+changed=(\d+)", proc.stdout, re.M)]
+            tasks, host_tasks = task_counts(proc.stdout)
+            time.sleep(10)  # let the control plane settle before reading memory
+            master, node = host_memory_mib(f"{KUBE_NAME}-master-1"), host_memory_mib(f"{KUBE_NAME}-node-1")
+        finally:
+            delete, _proc = playbook("delete", home, cluster=KUBE_NAME)
+    return [
+        ("Kubernetes: create 3 masters + 1 node, until kubectl sees every node Ready", create, GOALS["kube_create"]),
+        (f"Kubernetes: second run, nothing to change ({tasks} tasks, {host_tasks} host-task runs, "
+         f"changed={sum(changed)})", rerun, GOALS["kube_rerun"]),
+        ("Kubernetes: delete", delete, None),
+        ("Kubernetes: memory of a master host (MiB)", master, None),
+        ("Kubernetes: memory of a node host (MiB)", node, None),
+    ]
+
+
 def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="carina-bench-") as home:
@@ -95,7 +145,8 @@ def main() -> None:
     rows.append(("delete", delete, None))
     rows.append(("certificates for 100 nodes (CA + 100 servers + admin)", certs, GOALS["certs100"]))
     rows.append(("bare baseline: same containers, docker swarm init/join, no TLS/LB", baseline, None))
-    print(f"\n{'measure':<82} {'seconds':>8}  goal")
+    rows.extend(bench_kubernetes())
+    print(f"\n{'measure':<82} {'value':>8}  goal")
     for label, value, goal in rows:
         verdict = "" if goal is None else (f"<= {goal:g} s " + ("met" if value <= goal else "MISSED"))
         print(f"{label:<82} {value:8.2f}  {verdict}")

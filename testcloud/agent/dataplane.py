@@ -36,6 +36,7 @@ LABEL_INSTANCE = "carina.testcloud.instance"
 DEFAULT_INSTANCE = "testcloud"  # the test cloud of testcloud/cloud.py
 ALLOWED = ipaddress.ip_network("198.18.0.0/15")
 ENGINE_DIR = "/var/lib/docker"
+CONTAINERD_DIR = "/var/lib/containerd"
 
 # What a container needs to boot systemd (and a nested Docker engine) without --privileged,
 # which this sandbox refuses (it lacks CAP_SYS_RESOURCE).
@@ -161,11 +162,16 @@ class DockerPlane:
         self.remove_host(name)
         labels = {LABEL: "1", LABEL_KIND: kind, LABEL_OWNER: owner, LABEL_SPEC: spec, LABEL_INSTANCE: self.instance}
         binds = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}}
+        devices = None
         if engine_volume:
-            volume = name + "-docker"
-            self.api.create_volume(name=volume, labels=labels)
-            binds[volume] = {"bind": ENGINE_DIR, "mode": "rw"}
-        host_config = self.api.create_host_config(binds=binds, **HOST_CONFIG)
+            # A server's disk: the runtimes' data (Docker's or containerd's) cannot live on overlay;
+            # and the kernel log a VM has (kubelet reads /dev/kmsg).
+            for stem, folder in (("docker", ENGINE_DIR), ("containerd", CONTAINERD_DIR)):
+                volume = "%s-%s" % (name, stem)
+                self.api.create_volume(name=volume, labels=labels)
+                binds[volume] = {"bind": folder, "mode": "rw"}
+            devices = ["/dev/kmsg:/dev/kmsg:rwm"]
+        host_config = self.api.create_host_config(binds=binds, devices=devices, **HOST_CONFIG)
         host_config.update(MaskedPaths=[], ReadonlyPaths=[])  # --security-opt systempaths=unconfined
         env = {"container": "docker"}
         if public_key:
@@ -202,13 +208,14 @@ class DockerPlane:
         self.api.put_archive(name, os.path.dirname(path), buf.getvalue())
 
     def remove_host(self, name: str) -> bool:
-        """Remove a container and its engine volume; True if there was one."""
+        """Remove a container and its disk volumes; True if there was one."""
         found = False
         with contextlib.suppress(NotFound):
             self.api.remove_container(name, force=True, v=True)
             found = True
-        with contextlib.suppress(NotFound):
-            self.api.remove_volume(name + "-docker", force=True)
+        for stem in ("docker", "containerd"):
+            with contextlib.suppress(NotFound):
+                self.api.remove_volume("%s-%s" % (name, stem), force=True)
         if found:
             LOG.info("removed %s", name)
         return found

@@ -9,6 +9,7 @@ SEED_IMAGES = {
     # name: (docker image, min_ram, min_disk)
     "carina-host": "carina-host:bookworm-engine",
     "carina-lb": "carina-host:bookworm-lb",
+    "carina-host-kube": "carina-host:bookworm-kube",
     # Not on any engine: a server from it goes ERROR with the engine's message, for failure tests.
     "carina-broken": "carina-host:testcloud-broken",
 }

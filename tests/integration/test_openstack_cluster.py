@@ -25,7 +25,7 @@ CLOUDS_YAML = CLOUD_DIR / "clouds.yaml"
 BAREMETAL_NODES = 3
 # Clusters of this module; their hosts are the test cloud's containers (labelled carina.testcloud,
 # not carina.cluster), so conftest's check of carina.cluster objects finds none of them.
-CLUSTERS = ("os-vm", "os-mixed", "os-bad", "os-cap")
+CLUSTERS = ("os-vm", "os-mixed", "os-bad", "os-cap", "os-kube")
 
 
 def cloud_cmd(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -65,7 +65,7 @@ def cloud():
 def home(tmp_path_factory, cloud):
     home = tmp_path_factory.mktemp("carina-os")
     yield home
-    for name in ("os-vm", "os-mixed"):
+    for name in ("os-vm", "os-mixed", "os-kube"):
         playbook("delete", home, name)
 
 
@@ -214,6 +214,65 @@ def test_masters_on_nova_workers_on_ironic(cloud, home):
         assert node.provision_state == "available", node
         assert not (node.extra or {}).get("carina_cluster")
     assert owned(conn, "os-mixed") == {k: [] for k in owned(conn, "os-mixed")}
+
+
+KUBECTL = Path(os.environ.get("CARINA_CACHE", ROOT / ".cache")) / "kubernetes" / "v1.20.2" / "bin" / "kubectl"
+
+
+def test_kubernetes_on_nova_behind_octavia(cloud, home):
+    """Three masters and a node on Nova, the API behind the Octavia VIP, kubectl with the bundle only."""
+    conn = cloud["demo"]
+    started = time.time()
+    proc = playbook("create", home, "os-kube", "-e", "carina_provider=openstack", "-e", "carina_cloud=devstack",
+                    "-e", "carina_coe=kubernetes", "-e", "carina_masters=3", "-e", "carina_nodes=1")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    print(f"Kubernetes create on Nova took {time.time() - started:.1f}s")
+    bundle = home / "clusters" / "os-kube"
+    record = json.loads((bundle / "cluster.json").read_text())
+    lb = conn.load_balancer.find_load_balancer("carina-os-kube")
+    assert record["api_url"] == f"https://{lb.vip_address}:6443"
+    listener = conn.load_balancer.get_listener(lb.listeners[0]["id"])
+    assert listener.protocol_port == 6443
+    pool = conn.load_balancer.get_pool(listener.default_pool_id)
+    assert pool.health_monitor_id, "the API servers' pool has no health monitor"
+    assert len(lb_members(conn, "os-kube")) == 3
+
+    def kubectl(*args: str, check: bool = True) -> str:
+        return subprocess.run([str(KUBECTL), *args], env={"KUBECONFIG": str(bundle / "kubeconfig")},
+                              capture_output=True, text=True, timeout=60, check=check).stdout
+
+    deadline = time.time() + 60
+    while True:  # the test cloud's HAProxy follows Octavia's members a moment later
+        try:
+            listing = kubectl("get", "nodes", "-o", "json")
+            break
+        except subprocess.CalledProcessError:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+    ready = {item["metadata"]["name"]: next(c["status"] for c in item["status"]["conditions"] if c["type"] == "Ready")
+             for item in json.loads(listing)["items"]}
+    assert ready == {"os-kube-master-1": "True", "os-kube-master-2": "True", "os-kube-master-3": "True",
+                     "os-kube-node-1": "True"}
+    kubectl("run", "smoke", "--image=localhost/carina/shell:1.0", "--image-pull-policy=Never", "--restart=Never",
+            "--", "sh", "-c", "echo smoke-ok")
+    deadline = time.time() + 90
+    while "smoke-ok" not in kubectl("logs", "smoke", check=False):
+        assert time.time() < deadline, kubectl("get", "pod", "smoke", "-o", "wide")
+        time.sleep(1)
+
+    # The security groups open what the contract says, to whom it says.
+    rules = [r for g in conn.network.security_groups() if g.name.startswith("carina-os-kube")
+             for r in conn.network.security_group_rules(security_group_id=g.id)]
+    api = [r for r in rules if r.port_range_min == 6443]
+    assert api and all(r.remote_ip_prefix == "0.0.0.0/0" for r in api)
+    for port in (2379, 2380, 10250):
+        inside = [r for r in rules if r.port_range_min == port]
+        assert inside and all(r.remote_group_id and not r.remote_ip_prefix for r in inside), (port, inside)
+
+    proc = playbook("delete", home, "os-kube")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert owned(conn, "os-kube") == {k: [] for k in owned(conn, "os-kube")}
 
 
 def test_wrong_credentials_fail_clearly(cloud):

@@ -1,0 +1,240 @@
+"""A Kubernetes cluster on local hosts, end to end: 3 masters and a node, used with the real kubectl and
+nothing but the bundle's kubeconfig; anonymous access refused everywhere; one master stopped and back;
+scale out and in; a second run that changes nothing; delete leaving nothing (conftest checks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, docker, env, owned_objects, recap_changed, wait_until
+
+NAME = "it-kube"
+CLUSTERS = (NAME,)
+CACHE = Path(os.environ.get("CARINA_CACHE", ROOT / ".cache"))
+KUBECTL = CACHE / "kubernetes" / "v1.20.2" / "bin" / "kubectl"
+# The machine's kernel settings the kubelet would write (it must not).
+KERNEL_SETTINGS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+                   "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+
+
+def kernel_settings() -> dict[str, str]:
+    return {key: Path("/proc/sys", key).read_text().strip() for key in KERNEL_SETTINGS}
+
+
+def playbook(name: str, home: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = ["ansible-playbook", f"playbooks/{name}.yml", "-e", f"carina_name={NAME}", "-e", f"carina_home={home}",
+           "-e", "carina_coe=kubernetes", *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=env() | {"ANSIBLE_NOCOLOR": "1"}, capture_output=True, text=True,
+                          timeout=1200, check=False)
+
+
+def kubectl(state: Path, *args: str, check: bool = True, timeout: int = 60, stdin: str | None = None):
+    proc = subprocess.run([str(KUBECTL), *args], env={"KUBECONFIG": str(state / "kubeconfig"), "PATH": os.defpath},
+                          capture_output=True, text=True, timeout=timeout, input=stdin, check=False)
+    if check:
+        assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stdout}{proc.stderr}"
+    return proc
+
+
+
+
+
+
+def nodes(state: Path) -> dict[str, str]:
+    """{node: status of its Ready condition}."""
+    items = json.loads(kubectl(state, "get", "nodes", "-o", "json").stdout)["items"]
+    return {item["metadata"]["name"]: next(c["status"] for c in item["status"]["conditions"] if c["type"] == "Ready")
+            for item in items}
+
+
+def addresses(cluster: str) -> dict[str, str]:
+    """{host container: its address} of the cluster."""
+    names = owned_objects(cluster)["containers"]
+    out = docker("inspect", "--format", "{{.Name}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", *names)
+    return {line.split()[0].lstrip("/"): line.split()[1] for line in out.splitlines()}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    if not KUBECTL.exists():
+        pytest.fail(f"{KUBECTL} is missing: run `make setup` (it builds the Kubernetes binaries)")
+    home = tmp_path_factory.mktemp("kube-home")
+    yield home
+    playbook("delete", home)
+
+
+@pytest.fixture(scope="module")
+def cluster(home):
+    before = kernel_settings()
+    started = time.time()
+    proc = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1")
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
+    print(f"create took {time.time() - started:.1f}s")
+    state = home / "clusters" / NAME
+    return {"state": state, "kernel": before, "record": json.loads((state / "cluster.json").read_text())}
+
+
+def test_every_node_ready_through_the_bundle(cluster):
+    state = cluster["state"]
+    assert (state / "kubeconfig").stat().st_mode & 0o777 == 0o600
+    assert nodes(state) == {f"{NAME}-master-{i}": "True" for i in (1, 2, 3)} | {f"{NAME}-node-1": "True"}
+    roles = kubectl(state, "get", "nodes", "-L", "node-role.kubernetes.io/master", "-o", "name",
+                    "-l", "node-role.kubernetes.io/master").stdout.split()
+    assert sorted(roles) == [f"node/{NAME}-master-{i}" for i in (1, 2, 3)]
+    assert cluster["record"]["api_url"] == f"https://{cluster['record']['endpoint']}:6443"
+    assert "KUBECONFIG" in (state / "kube.env").read_text()
+
+
+def test_the_machines_kernel_settings_are_untouched(cluster):
+    assert kernel_settings() == cluster["kernel"]
+
+
+def _tls(address: str, port: int, request: bytes | None) -> str:
+    """What an anonymous client gets: the HTTP status line, or the TLS error."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((address, port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=address) as sock:
+            if request is None:
+                sock.recv(1)
+                return "connected"
+            sock.sendall(request)
+            return sock.recv(200).decode("latin-1").split("\r\n", 1)[0]
+    except (ssl.SSLError, OSError) as exc:
+        return f"refused: {exc.__class__.__name__}"
+
+
+def test_anonymous_requests_are_refused(cluster):
+    record, hosts = cluster["record"], addresses(NAME)
+    get = b"GET /api/v1/namespaces/kube-system/secrets HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert _tls(record["endpoint"], 6443, get).startswith("HTTP/1.1 401")
+    assert _tls(hosts[f"{NAME}-master-1"], 6443, get).startswith("HTTP/1.1 401")
+    assert _tls(hosts[f"{NAME}-node-1"], 10250, b"GET /pods HTTP/1.1\r\nHost: x\r\n\r\n").startswith("HTTP/1.1 401")
+    # etcd wants a client certificate of its own CA before anything is said.
+    assert _tls(hosts[f"{NAME}-master-2"], 2379, b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n").startswith("refused")
+    # Nothing listens in the clear: the old insecure ports are closed.
+    for port in (8080, 10255, 10252, 10251):
+        with pytest.raises(OSError):
+            socket.create_connection((hosts[f"{NAME}-master-1"], port), timeout=3).close()
+
+
+WORKLOAD = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      tolerations: [{key: node-role.kubernetes.io/master, effect: NoSchedule}]
+      topologySpreadConstraints:
+        - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule,
+           labelSelector: {matchLabels: {app: web}}}
+      containers:
+        - name: web
+          image: localhost/carina/shell:1.0
+          imagePullPolicy: Never
+          command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && echo serving
+                             && exec httpd -f -p 8080 -h /www']
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+
+
+def fetch(state: Path, pod: str, address: str, port: int) -> str:
+    script = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {address} {port} | tail -n 1"
+    return kubectl(state, "exec", pod, "--", "sh", "-c", script, check=False).stdout.strip()
+
+
+def test_pods_spread_talk_across_nodes_and_through_a_service(cluster):
+    state = cluster["state"]
+    kubectl(state, "apply", "-f", "-", stdin=WORKLOAD)
+    kubectl(state, "rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
+    pods = json.loads(kubectl(state, "get", "pods", "-l", "app=web", "-o", "json").stdout)["items"]
+    placed = {pod["spec"]["nodeName"]: (pod["metadata"]["name"], pod["status"]["podIP"]) for pod in pods}
+    assert len(placed) == 4, placed  # one per node
+    (src_node, (src, _)), *others = sorted(placed.items())
+    for node, (name, ip) in others:
+        assert fetch(state, src, ip, 8080) == name, f"pod on {src_node} cannot reach {name} on {node} at {ip}"
+    service = kubectl(state, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}").stdout
+    answers = {fetch(state, src, service, 80) for _ in range(12)}
+    assert answers <= {name for name, _ in placed.values()} and len(answers) >= 2, answers
+    assert "serving" in kubectl(state, "logs", src).stdout
+
+
+def test_a_stopped_master_does_not_stop_the_api_and_comes_back(cluster):
+    state = cluster["state"]
+    victim = f"{NAME}-master-1"
+    docker("stop", "-t", "1", victim)
+    try:
+        failures = 0
+        for _ in range(20):
+            failures += kubectl(state, "get", "nodes", "-o", "name", check=False, timeout=20).returncode != 0
+            time.sleep(0.5)
+        assert failures == 0, f"{failures} of 20 kubectl calls failed with {victim} stopped"
+        wait_until(lambda: nodes(state).get(victim) != "True", 90, f"{victim} to be seen NotReady")
+    finally:
+        docker("start", victim)
+    wait_until(lambda: nodes(state).get(victim) == "True", 180, f"{victim} Ready again")
+    kubectl(state, "rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
+
+
+def test_a_second_run_changes_nothing(home, cluster):
+    proc = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    changed = recap_changed(proc.stdout)
+    assert changed and set(changed.values()) == {0}, changed
+
+
+def test_scale_out_and_in_by_name(home, cluster):
+    state = cluster["state"]
+    proc = playbook("scale", home, "-e", "carina_nodes=2")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert nodes(state).get(f"{NAME}-node-2") == "True"
+    removal = json.dumps({"carina_remove_nodes": [f"{NAME}-node-1"]})
+    proc = playbook("scale", home, "-e", "carina_nodes=1", "-e", removal)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert nodes(state) == {f"{NAME}-master-{i}": "True" for i in (1, 2, 3)} | {f"{NAME}-node-2": "True"}
+    assert f"{NAME}-node-1" not in addresses(NAME)
+    kubectl(state, "rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
+
+
+def etcd_members(master: str) -> list[str]:
+    out = docker("exec", master, "sh", "-c",
+                 "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.pem "
+                 "--cert=/etc/kubernetes/pki/etcd/apiserver-client.pem "
+                 "--key=/etc/kubernetes/pki/etcd/apiserver-client-key.pem member list -w simple")
+    return sorted(line.split(", ")[2] for line in out.splitlines())
+
+
+def test_masters_scale_between_odd_counts(home, cluster):
+    state = cluster["state"]
+    proc = playbook("scale", home, "-e", "carina_masters=1")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert etcd_members(f"{NAME}-master-1") == [f"{NAME}-master-1"]
+    assert sorted(n for n in nodes(state) if "-master-" in n) == [f"{NAME}-master-1"]
+    proc = playbook("scale", home, "-e", "carina_masters=3")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert etcd_members(f"{NAME}-master-1") == [f"{NAME}-master-{i}" for i in (1, 2, 3)]
+    assert {n: s for n, s in nodes(state).items() if "-master-" in n} == {
+        f"{NAME}-master-{i}": "True" for i in (1, 2, 3)}
+    even = playbook("scale", home, "-e", "carina_masters=2")
+    assert even.returncode != 0 and "must be odd" in even.stdout
+    kubectl(state, "rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
