@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import ROOT, env, owned_objects
 
-SCENARIOS = ("hosts", "engine", "swarm")
+SCENARIOS = ("hosts", "engine", "swarm", "kubernetes")
 # The clusters the scenarios make (conftest checks that nothing of theirs is left).
 CLUSTERS = tuple(f"molecule-{s}" for s in SCENARIOS)
 
