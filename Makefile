@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 ENGINE       = export DOCKER_HOST="$$(scripts/engine.sh up)";
 
-.PHONY: help setup venv engine images seed demo test lint unit integration bench \
+.PHONY: help setup venv engine kubernetes images seed demo test lint unit integration bench \
         engine-stop clean constraints
 
 help: ## list the targets
@@ -24,7 +24,10 @@ venv: ## the virtualenv with pinned tools
 engine: ## a Docker engine that answers (reused, or ours started in the background)
 	@scripts/engine.sh up >/dev/null
 
-images: engine ## the host images (built locally, cached by recipe hash)
+kubernetes: engine ## the Kubernetes binaries and images, built once from Debian's source, cached
+	@$(ENGINE) scripts/kubernetes.sh build
+
+images: engine ## the host images (built locally, cached by recipe hash; the kube one builds kubernetes first)
 	@$(ENGINE) scripts/image.sh build
 
 seed: venv ## the offline pre-seed ansible-test needs
