@@ -4,11 +4,15 @@ scale out and in; a second run that changes nothing; delete leaving nothing (con
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import json
 import os
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -37,7 +41,9 @@ def playbook(name: str, home: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def kubectl(state: Path, *args: str, check: bool = True, timeout: int = 60, stdin: str | None = None):
-    proc = subprocess.run([str(KUBECTL), *args], env={"KUBECONFIG": str(state / "kubeconfig"), "PATH": os.defpath},
+    # kubectl keeps a cache under HOME: the test's carina home, not the repository.
+    clean_env = {"KUBECONFIG": str(state / "kubeconfig"), "PATH": os.defpath, "HOME": str(state.parent.parent)}
+    proc = subprocess.run([str(KUBECTL), *args], env=clean_env,
                           capture_output=True, text=True, timeout=timeout, input=stdin, check=False)
     if check:
         assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stdout}{proc.stderr}"
@@ -238,3 +244,71 @@ def test_masters_scale_between_odd_counts(home, cluster):
     even = playbook("scale", home, "-e", "carina_masters=2")
     assert even.returncode != 0 and "must be odd" in even.stdout
     kubectl(state, "rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
+
+
+def test_cluster_dns_is_wired_when_an_image_is_given(home, cluster):
+    """No CoreDNS image exists here: the objects, the Service address and the pods' resolv.conf are
+    checked; the CoreDNS pods themselves cannot run. Without the option, DNS is skipped again."""
+    state = cluster["state"]
+    options = json.dumps({"carina_coe_options": {"dns_image": "localhost/carina/shell:1.0"}})
+    proc = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1", "-e", options)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert "Cluster DNS is skipped" not in proc.stdout
+    service = kubectl(state, "-n", "kube-system", "get", "service", "kube-dns", "-o", "jsonpath={.spec.clusterIP}")
+    assert service.stdout == "198.19.224.10"
+    image = kubectl(state, "-n", "kube-system", "get", "deployment", "coredns",
+                    "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+    assert image.stdout == "localhost/carina/shell:1.0"
+    kubectl(state, "run", "resolv", "--image=localhost/carina/shell:1.0", "--image-pull-policy=Never",
+            "--restart=Never", "--", "cat", "/etc/resolv.conf")
+    resolv = wait_until(lambda: kubectl(state, "logs", "resolv", check=False).stdout, 90, "the pod's resolv.conf")
+    assert "nameserver 198.19.224.10" in resolv and "search default.svc.cluster.local" in resolv
+    kubectl(state, "delete", "pod", "resolv", "--wait=false")
+    proc = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1",
+                    "-e", json.dumps({"carina_coe_options": {"dns_image": ""}}))
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert "Cluster DNS is skipped" in proc.stdout
+    assert kubectl(state, "-n", "kube-system", "get", "service", "kube-dns", check=False).returncode != 0
+
+
+def test_a_missing_binary_comes_from_the_controllers_folder(home, cluster):
+    node = f"{NAME}-node-1" if f"{NAME}-node-1" in addresses(NAME) else f"{NAME}-node-2"
+    docker("exec", node, "rm", "/usr/local/bin/kube-proxy")
+    folder = json.dumps({"carina_coe_options": {"binaries": str(KUBECTL.parent)}})
+    proc = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1", "-e", folder)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert docker("exec", node, "/usr/local/bin/kube-proxy", "--version") == "Kubernetes v1.20.2"
+    # Back to the default source: nothing is missing, nothing is fetched.
+    again = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1",
+                     "-e", json.dumps({"carina_coe_options": {"binaries": "release"}}))
+    assert again.returncode == 0 and set(recap_changed(again.stdout).values()) == {0}, again.stdout[-4000:]
+
+
+def test_a_missing_binary_is_downloaded_and_checked(home, cluster, tmp_path):
+    """`binaries: release` against a release server on the cluster network's gateway (this machine):
+    the download is checked against its published SHA-256, and a wrong one fails the run."""
+    node = f"{NAME}-node-1" if f"{NAME}-node-1" in addresses(NAME) else f"{NAME}-node-2"
+    gateway = docker("network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", f"carina-{NAME}")
+    folder = tmp_path / "v1.20.2" / "bin" / "linux" / "amd64"
+    folder.mkdir(parents=True)
+    data = (KUBECTL.parent / "kube-proxy").read_bytes()
+    (folder / "kube-proxy").write_bytes(data)
+    (folder / "kube-proxy.sha256").write_text(hashlib.sha256(data).hexdigest())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer((gateway, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    options = {"binaries": "release", "release_url": f"http://{gateway}:{server.server_address[1]}"}
+    try:
+        (folder / "kube-proxy.sha256").write_text("0" * 64)
+        docker("exec", node, "rm", "/usr/local/bin/kube-proxy")
+        bad = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1",
+                       "-e", json.dumps({"carina_coe_options": options}))
+        assert bad.returncode != 0 and "checksum" in bad.stdout.lower(), bad.stdout[-4000:]
+        (folder / "kube-proxy.sha256").write_text(hashlib.sha256(data).hexdigest())
+        good = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1",
+                        "-e", json.dumps({"carina_coe_options": options}))
+        assert good.returncode == 0, good.stdout[-6000:]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert docker("exec", node, "/usr/local/bin/kube-proxy", "--version") == "Kubernetes v1.20.2"

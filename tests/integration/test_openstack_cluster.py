@@ -238,7 +238,7 @@ def test_kubernetes_on_nova_behind_octavia(cloud, home):
     assert len(lb_members(conn, "os-kube")) == 3
 
     def kubectl(*args: str, check: bool = True) -> str:
-        return subprocess.run([str(KUBECTL), *args], env={"KUBECONFIG": str(bundle / "kubeconfig")},
+        return subprocess.run([str(KUBECTL), *args], env={"KUBECONFIG": str(bundle / "kubeconfig"), "HOME": str(home)},
                               capture_output=True, text=True, timeout=60, check=check).stdout
 
     deadline = time.time() + 60

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -216,3 +217,50 @@ def test_the_carina_command_drives_a_static_cluster(machines, tmp_path):
     for name in ("st-m1", "st-w2"):
         untouched(machines, name)
     shutil.rmtree(home)
+
+
+KUBECTL = Path(os.environ.get("CARINA_CACHE", ROOT / ".cache")) / "kubernetes" / "v1.20.2" / "bin" / "kubectl"
+KUBE_MACHINES = "it-static-kube-machines"
+
+
+@pytest.fixture
+def kube_machines(tmp_path):
+    """Two machines of the Kubernetes host image (containerd, etcd, the binaries) and a bare one."""
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    hosts = [{"name": n, "role": "machine", "engine_volume": False, "devices": ["/dev/kmsg"],
+              "volumes": ["/var/lib/containerd"]} for n in ("st-k1", "st-k2")]
+    hosts.append({"name": "st-klb", "role": "machine", "image": "carina-host:bookworm", "engine_volume": False})
+    rc, made = run_module("rax.carina.local_hosts", {
+        "cluster": KUBE_MACHINES, "image": "carina-host:bookworm-kube",
+        "public_key": key.with_suffix(".pub").read_text(), "hosts": hosts})
+    try:
+        assert rc == 0, made
+        yield {"key": key, "address": {h["name"]: h["address"] for h in made["hosts"]}}
+    finally:
+        rc, gone = run_module("rax.carina.local_hosts", {"cluster": KUBE_MACHINES, "state": "absent"})
+        assert rc == 0, gone
+
+
+def test_kubernetes_on_existing_machines(kube_machines, tmp_path):
+    home = tmp_path / "home"
+    inv = inventory(kube_machines, tmp_path / "hosts.yml", ["st-k1"], ["st-k2"], lb="st-klb")
+    ok(playbook("create", inv, home, "-e", "carina_coe=kubernetes"))
+    state = home / "clusters" / NAME
+    record = json.loads((state / "cluster.json").read_text())
+    assert record["api_url"] == f"https://{kube_machines['address']['st-klb']}:6443"
+    listing = subprocess.run([str(KUBECTL), "get", "nodes", "-o", "json"],
+                             env={"KUBECONFIG": str(state / "kubeconfig"), "HOME": str(home)},
+                             capture_output=True, text=True, timeout=60, check=True)
+    ready = {item["metadata"]["name"]: next(c["status"] for c in item["status"]["conditions"] if c["type"] == "Ready")
+             for item in json.loads(listing.stdout)["items"]}
+    assert ready == {"st-k1": "True", "st-k2": "True"}
+    # Delete gives the machines back: no service, unit, configuration or data of carina's Kubernetes.
+    ok(playbook("delete", inv, home))
+    for name in ("st-k1", "st-k2"):
+        assert docker("inspect", "-f", "{{.State.Running}}", name) == "true"
+        left = on(kube_machines, name, "ls -d /etc/kubernetes /var/lib/etcd/carina /var/lib/kubelet "
+                                       "/etc/systemd/system/kubelet.service /usr/local/lib/carina 2>/dev/null | wc -l")
+        assert left == "0"
+        assert on(kube_machines, name, "pgrep -c -x 'kubelet|kube-proxy|etcd|kube-apiserver' || true") == "0"
+        assert on(kube_machines, name, "ip route show proto 199 | wc -l") == "0"

@@ -413,7 +413,7 @@ def argument_spec():
             ),
         ),
         keypairs=dict(
-            type='list', elements='dict', default=[],
+            type='list', elements='dict', default=[], no_log=False,
             options=dict(name=dict(type='str', required=True)),
         ),
         extra_sans=dict(type='list', elements='str', default=[]),

@@ -29,6 +29,7 @@ attributes:
   platform:
     support: full
     platforms: posix
+    description: Runs on the host whose files it writes.
   idempotent:
     support: full
     description: The same input writes nothing.
@@ -142,7 +143,7 @@ def plan(directories, files):
             make.append((path, mode))
         elif stat.S_IMODE(os.stat(path).st_mode) != mode:
             fix.append((path, mode))
-    made = {path for path, _ in make}
+    made = {item[0] for item in make}
     for index, entry in enumerate(files):
         path, mode = entry["path"], parse_mode(entry["mode"], "files[%d]" % index)
         if not os.path.isabs(path):
@@ -183,8 +184,8 @@ def main():
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     result = dict(
-        changed=bool(make or fix or write), made=[p for p, _ in make], modes_fixed=[p for p, _ in fix],
-        written=[p for p, _, _ in write], changed_tags=sorted(tags),
+        changed=bool(make or fix or write), made=[item[0] for item in make], modes_fixed=[item[0] for item in fix],
+        written=[item[0] for item in write], changed_tags=sorted(tags),
     )
     if not module.check_mode:
         try:
