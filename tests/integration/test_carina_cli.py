@@ -19,7 +19,7 @@ from tests.helpers import owned_objects
 
 SUBNET = "198.18.241.0/24"
 # The clusters this module makes (conftest checks that nothing of theirs is left).
-CLUSTERS = ("c1", "cfail", "crefused", "ckill", "crace", "ccancel", "cpty")
+CLUSTERS = ("c1", "cfail", "crefused", "ckill", "crace", "ccancel", "cpty", "ck8s")
 
 
 def carina(home: Path, *args: str, timeout: int = 900, check: bool = False) -> subprocess.CompletedProcess:
@@ -52,7 +52,7 @@ def shell(home: Path, script: str) -> subprocess.CompletedProcess:
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("carina-cli")
     yield home
-    for name in ("c1", "cfail", "ckill", "crace", "ccancel", "cpty"):
+    for name in ("c1", "cfail", "ckill", "crace", "ccancel", "cpty", "ck8s"):
         if carina(home, "get", name).returncode == 0:
             carina(home, "rm", name, "--wait")
         subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={name}",
@@ -105,6 +105,34 @@ def test_credentials_copy(home, c1, tmp_path):
     assert (bundle / "key.pem").stat().st_mode & 0o777 == 0o600
     proc = shell(home, f". {bundle}/docker.env && docker info --format '{{{{.Swarm.Nodes}}}}'")
     assert proc.stdout.strip() == "4", proc.stderr
+
+
+def test_kubernetes_through_the_command(home, tmp_path):
+    """carina create --coe kubernetes --wait, get (health from /readyz and the nodes), env, credentials, rm."""
+    kubectl = Path(os.environ.get("CARINA_CACHE", Path(__file__).resolve().parents[2] / ".cache")) / \
+        "kubernetes" / "v1.20.2" / "bin" / "kubectl"
+    refused = carina(home, "create", "ck8s", "--coe", "kubernetes", "--option", "pod_cidr=198.19.0.0/24")
+    assert refused.returncode == 1 and "option pod_cidr 198.19.0.0/24 is too small" in refused.stderr
+    assert carina(home, "get", "ck8s").returncode != 0
+    proc = carina(home, "create", "ck8s", "--coe", "kubernetes", "--masters", "1", "--nodes", "1",
+                  "--option", "node_cidr_mask=25", "--wait")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = get(home, "ck8s")
+    assert (data["status"], data["health"]) == ("CREATE_COMPLETE", "HEALTHY"), data
+    assert data["api_url"] == f"https://{data['endpoint']}:6443"
+    assert data["coe_options"] == {"node_cidr_mask": 25}
+    proc = shell(home, f'eval "$(carina env ck8s)" && HOME={tmp_path} {kubectl} get nodes -o name')
+    assert sorted(proc.stdout.split()) == ["node/ck8s-master-1", "node/ck8s-node-1"], proc.stderr
+    bundle = tmp_path / "bundle"
+    assert carina(home, "credentials", "ck8s", "--path", str(bundle)).returncode == 0
+    assert (bundle / "kubeconfig").stat().st_mode & 0o777 == 0o600
+    assert (bundle / "key.pem").stat().st_mode & 0o777 == 0o600
+    cidr = shell(home, f"HOME={tmp_path} KUBECONFIG={bundle}/kubeconfig {kubectl} get node ck8s-node-1 "
+                       "-o jsonpath='{.spec.podCIDR}'")
+    assert cidr.stdout.endswith("/25"), cidr.stdout + cidr.stderr
+    gone = carina(home, "rm", "ck8s", "--wait")
+    assert gone.returncode == 0, gone.stderr
+    assert owned_objects("ck8s") == {"containers": [], "volumes": [], "networks": []}
 
 
 def test_grow_then_resize_to_zero_drains_first(home, c1):
