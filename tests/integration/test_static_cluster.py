@@ -262,5 +262,6 @@ def test_kubernetes_on_existing_machines(kube_machines, tmp_path):
         left = on(kube_machines, name, "ls -d /etc/kubernetes /var/lib/etcd/carina /var/lib/kubelet "
                                        "/etc/systemd/system/kubelet.service /usr/local/lib/carina 2>/dev/null | wc -l")
         assert left == "0"
-        assert on(kube_machines, name, "pgrep -c -x 'kubelet|kube-proxy|etcd|kube-apiserver' || true") == "0"
+        running = on(kube_machines, name, "ps -eo comm= | grep -cxE 'kubelet|kube-proxy|etcd|kube-apiserver' || true")
+        assert running == "0", on(kube_machines, name, "ps -eo comm=")
         assert on(kube_machines, name, "ip route show proto 199 | wc -l") == "0"
