@@ -450,6 +450,31 @@ class LocalHosts:
         have, gw = self.network_subnet(net)
         return {"name": self.network_name, "subnet": have, "gateway": gw}
 
+    def pin_addresses(self, hosts, leaving):
+        """The hosts, each with a fixed address: given ones kept, the others the lowest free ones.
+
+        A container created with its address keeps it when it is stopped and started again; one the
+        engine picks may come back with another, and the cluster's certificates and peers name it.
+        """
+        net = ipaddress.ip_network(self.result["network"]["subnet"])
+        taken = {self.result["network"]["gateway"]} | {h["address"] for h in hosts if h["address"]}
+        info = self.api.inspect_network(self.network_name)
+        for endpoint in (info.get("Containers") or {}).values():
+            if endpoint.get("Name") not in leaving:
+                taken.add(endpoint.get("IPv4Address", "").split("/")[0])
+        for container in self.existing_containers().values():  # stopped ones hold theirs too
+            config = ((container.get("NetworkSettings") or {}).get("Networks") or {}).get(self.network_name) or {}
+            taken.add((config.get("IPAMConfig") or {}).get("IPv4Address") or "")
+        free = (str(addr) for addr in net.hosts() if str(addr) not in taken)
+        out = []
+        for host in hosts:
+            address = host["address"] or next(free, None)
+            if address is None:
+                self.module.fail_json(msg="subnet %s has no free address left for %s" % (net, host["name"]),
+                                      **self.result)
+            out.append(dict(host, address=address))
+        return out
+
     def create_host(self, host):
         """Create and start one host container (runs in a worker thread)."""
         api = docker.APIClient(base_url=self.base_url, version="auto", timeout=120)
@@ -578,6 +603,7 @@ class LocalHosts:
             self.result["hosts"] = self.describe(set(wanted))
             return
 
+        to_create = self.pin_addresses(to_create, set(to_remove))
         workers = max(1, min(8, len(to_create) + len(to_remove)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             try:
