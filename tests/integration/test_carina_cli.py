@@ -263,7 +263,7 @@ def test_wait_on_a_terminal_shows_a_bar_and_ctrl_c_detaches(home):
         if ready:
             seen += os.read(primary, 65536)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
+    assert proc.wait(timeout=30) == 130, seen.decode(errors="replace")[-2000:]
     with contextlib.suppress(OSError):
         while select.select([primary], [], [], 0.5)[0]:
             seen += os.read(primary, 65536)
