@@ -171,8 +171,14 @@ class Client:
             extravars["carina_subnet"] = subnet
         if given:
             extravars["carina_coe_options"] = given
+        self._unlocked(name)
         with self.store.transaction() as db:
             existing = self.store.get_cluster(name, db)
+            state = paths.state_dir(self.home, name)
+            if existing is None and ((state / planning.RECORD).exists() or (state / "id").exists()):
+                raise Conflict(f"cluster {name} already has a state folder ({state}) that carina did not make "
+                               f"(a playbook run made it); choose another name, or delete it with "
+                               f"`ansible-playbook rax.carina.delete -e carina_name={name}`")
             if existing is not None:
                 if existing.status != "CREATE_FAILED":
                     raise Conflict(f"cluster {name} already exists ({existing.status}); choose another name")
@@ -193,6 +199,7 @@ class Client:
     def delete(self, name: str) -> tuple[Cluster, Run]:
         with self.store.connect() as db:
             cluster = self._idle(name, db)
+        self._unlocked(name)
         self._plan({"name": name, "coe": cluster.coe, "operation": "delete"})
         with self.store.transaction() as db:
             cluster = self._idle(name, db)
@@ -214,6 +221,7 @@ class Client:
         """Start a scale run; the counts are judged by the COE's rules and the cluster's record first."""
         with self.store.connect() as db:
             cluster = self._scalable(name, db)
+        self._unlocked(name)
         _options, hosts = self._provider_inputs(cluster.provider, cluster.options.get("inventory"), masters, nodes)
         self._plan({"name": name, "coe": cluster.coe, "operation": "scale", "masters": masters, "nodes": nodes,
                     "provider": cluster.provider, "remove": remove or [], **self._inventory_request(hosts)})
@@ -384,6 +392,23 @@ class Client:
             with contextlib.suppress(CarinaError):
                 cluster.api_url = coes.get(cluster.coe).api_url(cluster.endpoint)
         return cluster
+
+    def _unlocked(self, name: str) -> None:
+        """Refuse while a run this store did not start (plain ansible-playbook, AWX) holds the cluster's lock.
+
+        The playbooks take the lock (rax.carina.cluster_lock, the file `lock` in the state folder) for as
+        long as their ansible-playbook process lives; carina's own runs take it the same way.
+        """
+        path = paths.state_dir(self.home, name) / "lock"
+        try:
+            holder = json.loads(path.read_text() or "{}")
+        except (OSError, ValueError):
+            return
+        if not isinstance(holder, dict) or not holder.get("pid"):
+            return
+        if process_start(int(holder["pid"])) == holder.get("start"):
+            raise Conflict(f"cluster {name} is busy: a {holder.get('operation', '?')} run (pid {holder['pid']}, "
+                           f"since {holder.get('since', '?')}) holds its lock ({path}); wait for it to end")
 
     def _idle(self, name: str, db) -> Cluster:
         cluster = self.store.get_cluster(name, db)

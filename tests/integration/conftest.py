@@ -29,6 +29,21 @@ def declared_clusters(items) -> set[str] | None:
     return names
 
 
+def remove_leftovers(clusters: set[str]) -> None:
+    """Objects of the test clusters that an earlier, killed test session left: removed by name, with a
+    line saying so, so that no test adopts or trips over them."""
+    found = owned_by_cluster()
+    stale = {kind: sorted(name for name, cluster in objects.items() if cluster in clusters)
+             for kind, objects in found.items()}
+    if not any(stale.values()):
+        return
+    print(f"removing what an earlier test session left: {stale}")
+    for kind, command in (("containers", ["rm", "-f", "-v"]), ("volumes", ["volume", "rm", "-f"]),
+                          ("networks", ["network", "rm"])):
+        if stale[kind]:
+            subprocess.run(["docker", *command, *stale[kind]], check=True, capture_output=True, timeout=300)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def engine(request):
     """The Docker engine must answer (make test starts one); nothing of ours may be left at the end.
@@ -41,6 +56,8 @@ def engine(request):
         pytest.fail("no Docker engine: run the tests through `make test` (it starts one) or set DOCKER_HOST")
     subprocess.run(["docker", "version"], check=True, capture_output=True, timeout=30)
     ours = declared_clusters(request.session.items)
+    if ours:
+        remove_leftovers(ours)
     before = owned_by_cluster()
     yield os.environ["DOCKER_HOST"]
     after = owned_by_cluster()

@@ -18,7 +18,8 @@ description:
   - Groups C(<cluster>_masters), C(<cluster>_workers), C(<cluster>_nodes) (masters and
     workers) and C(carina_<cluster>), with C(-) in names replaced by C(_), as the playbooks use.
   - Sets C(ansible_host) (the floating IP when there is one, else the fixed address),
-    C(carina_address) (the fixed address), C(carina_role), C(carina_cluster) and C(openstack_id).
+    C(carina_address) (the fixed address), C(carina_role), C(carina_cluster) and C(openstack_id), and
+    C(carina_cluster_id) (the cluster's unique id) for hosts whose metadata or C(extra) carries one.
   - The inventory file must end in C(carina.yml) or C(carina.yaml).
 extends_documentation_fragment:
   - constructed
@@ -70,6 +71,7 @@ except ImportError:
 META_CLUSTER = "carina_cluster"
 META_ROLE = "carina_role"
 META_NAME = "carina_name"
+META_CLUSTER_ID = "carina_cluster_id"
 
 
 def group_name(cluster, suffix):
@@ -91,14 +93,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             raise AnsibleError("cannot connect to cloud %s: %s" % (self.get_option("cloud"), exc)) from exc
 
     def hosts_of(self, conn):
-        """(name, cluster, role, fixed address, public address, id) of every cluster host."""
+        """(name, cluster, role, fixed address, public address, id, cluster id) of every cluster host."""
         wanted = set(self.get_option("clusters") or [])
         for server in conn.compute.servers(details=True):
             meta = server.metadata or {}
             cluster = meta.get(META_CLUSTER)
             if cluster and (not wanted or cluster in wanted):
                 fixed, floating = server_addresses(server)
-                yield server.name, cluster, meta.get(META_ROLE, ""), fixed, floating or fixed, server.id
+                yield (server.name, cluster, meta.get(META_ROLE, ""), fixed, floating or fixed, server.id,
+                       meta.get(META_CLUSTER_ID) or "")
         if not self.get_option("baremetal"):
             return
         try:
@@ -116,13 +119,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 if port is not None and port.fixed_ips:
                     address = port.fixed_ips[0]["ip_address"]
                     break
-            yield extra.get(META_NAME, node.name), cluster, extra.get(META_ROLE, ""), address, address, node.id
+            yield (extra.get(META_NAME, node.name), cluster, extra.get(META_ROLE, ""), address, address, node.id,
+                   extra.get(META_CLUSTER_ID) or "")
 
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         conn = self.connect()
-        for name, cluster, role, fixed, public, ident in sorted(self.hosts_of(conn)):
+        for name, cluster, role, fixed, public, ident, cluster_id in sorted(self.hosts_of(conn)):
             groups = [group_name("carina", cluster)]
             # master, worker: the generic roles hosts carry; manager: hosts of clusters made before them.
             if role in ("master", "worker", "manager"):
@@ -134,6 +138,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 self.inventory.add_host(name, group=group)
             hostvars = dict(ansible_host=public, ansible_user=self.get_option("ansible_user"), carina_address=fixed,
                             carina_role=role, carina_cluster=cluster, openstack_id=ident)
+            if cluster_id:
+                hostvars["carina_cluster_id"] = cluster_id
             for key, value in hostvars.items():
                 self.inventory.set_variable(name, key, value)
             strict = self.get_option("strict")

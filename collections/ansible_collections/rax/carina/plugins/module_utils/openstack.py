@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import traceback
 
@@ -28,6 +29,9 @@ except ImportError:
 # Metadata keys every cloud object of a cluster carries, so that delete finds them from the cloud.
 META_CLUSTER = "carina_cluster"
 META_ROLE = "carina_role"
+# The cluster's unique id (what rax.carina.cluster_lock makes), where the cloud keeps it.
+META_CLUSTER_ID = "carina_cluster_id"
+ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def openstack_argument_spec(**extra):
@@ -62,6 +66,20 @@ class CarinaOpenStackModule:
         if not HAS_SDK:
             self.ansible.fail_json(msg=missing_required_lib("openstacksdk"), exception=SDK_IMPORT_ERROR)
         self.conn = None
+
+    def check_cluster_id(self, cluster_id):
+        if cluster_id and not ID_RE.match(cluster_id):
+            self.fail("cluster_id %r: must be 1 to 64 letters, digits, '.', '_' or '-'" % cluster_id)
+
+    def refuse_other_id(self, cluster, cluster_id, found, touched="Nothing was changed"):
+        """Fail, before anything changes, when what carries the cluster's name carries another id
+        (found: {id: what carries it}; '' for objects made before ids): a cluster of that name made
+        from another state folder."""
+        others = sorted(set(found) - {"", cluster_id}) if cluster_id else []
+        if others:
+            self.fail("cluster %s on the cloud has id %s (%s carries it), not this state's %s: it was made from "
+                      "another state folder. %s. Choose another name, or delete it from the state folder that "
+                      "made it" % (cluster, others[0], found[others[0]], cluster_id, touched), other_id=others[0])
 
     def connect(self, conn=None):
         """Connect (or use the connection given, for tests); fail with what to check."""

@@ -70,6 +70,7 @@ record:
   sample:
     schema_version: 1
     name: demo
+    id: 5f0c8f5e2a4b4f7e9c1d2e3f4a5b6c7d
     coe: kubernetes
     contract_version: 1
     api_url: https://198.18.10.3:6443
@@ -93,6 +94,7 @@ def build(cluster, endpoint, subnet, settled, provider_data):
     return dict(
         schema_version=rules.RECORD_SCHEMA,
         name=cluster["name"],
+        id=cluster.get("id", ""),
         coe=cluster["coe"],
         contract_version=contract.get("version", 0),
         provider=cluster["provider"],

@@ -21,6 +21,10 @@ description:
   - Removal (O(remove) first, then the highest numbers; or O(state=absent)) undeploys the node
     (C(deleted)), waits until it is C(available) again, detaches the VIF, deletes the port and
     clears the marks.
+  - With a O(cluster_id), the nodes' C(extra) carries it too (C(carina_cluster_id)), and the ports'
+    descriptions end in C(id <cluster_id>). Nodes marked with the cluster's name but another id (a cluster
+    of the same name made from another state folder) make the module fail before any node is touched,
+    with either state and in check mode. Nodes marked before ids are the cluster's, and are given the id.
 author:
   - rax.carina developers (@rax-carina)
 extends_documentation_fragment:
@@ -44,6 +48,17 @@ options:
     description: Name of the cluster; hosts are named C(<cluster>-<role>-N).
     type: str
     required: true
+  cluster_id:
+    description:
+      - The cluster's unique id (what M(rax.carina.cluster_lock) returns), written into the nodes' C(extra)
+        as C(carina_cluster_id) (removed with the other marks when a node is released) and into the
+        descriptions of their ports.
+      - Nodes marked with the cluster's name and another id are never adopted, changed nor released - the
+        module fails naming both ids. Nodes with no id (marked before ids) are adopted and given the id.
+      - Empty (an unknown id, for example a delete whose state is gone) finds the cluster by its name alone.
+    type: str
+    default: ""
+    version_added: 0.6.0
   role:
     description:
       - Role of these hosts (for example V(worker)). With O(state=absent), omitting it releases
@@ -137,10 +152,15 @@ released:
   returned: always
   type: list
   elements: str
+other_id:
+  description: The id that the cluster's name carries on the cloud, when it is not O(cluster_id) (the module failed).
+  returned: on failure, when the cluster's name belongs to another cluster
+  type: str
 """
 
 from ansible_collections.rax.carina.plugins.module_utils.openstack import (
     META_CLUSTER,
+    META_CLUSTER_ID,
     META_ROLE,
     CarinaOpenStackModule,
     number_of,
@@ -148,8 +168,10 @@ from ansible_collections.rax.carina.plugins.module_utils.openstack import (
 
 META_NAME = "carina_name"
 META_PORT = "carina_port"
+MARKS = (META_CLUSTER, META_CLUSTER_ID, META_ROLE, META_NAME, META_PORT)
 ARGUMENT_SPEC = dict(
     cluster=dict(type="str", required=True),
+    cluster_id=dict(type="str", default=""),
     role=dict(type="str"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
     count=dict(type="int", default=1),
@@ -168,16 +190,35 @@ class IronicHosts(CarinaOpenStackModule):
     def __init__(self):
         super().__init__(ARGUMENT_SPEC, **MODULE_KWARGS)
         self.cluster = self.params["cluster"]
+        self.cluster_id = self.params["cluster_id"]
         self.role = self.params["role"]
         self.result.update(hosts=[], deployed=[], released=[])
 
     def ours(self, role=None):
-        nodes = []
-        for node in self.conn.baremetal.nodes(details=True):
+        """The cluster's nodes of `role` (all for None), after failing - before any node is touched - when a
+        node marked with the cluster's name carries another id (a cluster of that name made from another
+        state folder)."""
+        self.check_cluster_id(self.cluster_id)
+        nodes = [n for n in self.conn.baremetal.nodes(details=True)
+                 if (n.extra or {}).get(META_CLUSTER) == self.cluster]
+        found = {}
+        for node in nodes:
             extra = node.extra or {}
-            if extra.get(META_CLUSTER) == self.cluster and (role is None or extra.get(META_ROLE) == role):
-                nodes.append(node)
+            what = "node %s (%s)" % (node.name or node.id, extra.get(META_NAME, ""))
+            found.setdefault(extra.get(META_CLUSTER_ID) or "", what)
+        self.refuse_other_id(self.cluster, self.cluster_id, found, touched="No node was touched")
+        nodes = [n for n in nodes if role is None or (n.extra or {}).get(META_ROLE) == role]
         return sorted(nodes, key=lambda n: number_of((n.extra or {}).get(META_NAME)))
+
+    def give_id(self, nodes):
+        """Write the cluster's id into the extra of its nodes marked before ids (idempotent)."""
+        for node in nodes if self.cluster_id else ():
+            if (node.extra or {}).get(META_CLUSTER_ID):
+                continue
+            self.result["changed"] = True
+            if not self.check_mode:
+                self.conn.baremetal.patch_node(node, [{"op": "add", "path": "/extra/%s" % META_CLUSTER_ID,
+                                                       "value": self.cluster_id}])
 
     def port_of(self, node):
         """The node's port: the one recorded in extra (network interfaces such as noop keep no VIF list)."""
@@ -202,10 +243,14 @@ class IronicHosts(CarinaOpenStackModule):
         p = self.params
         started = []
         for node, name in nodes_names:
+            description = "carina %s %s" % (self.cluster, name)
+            if self.cluster_id:
+                description += " id %s" % self.cluster_id
             port = self.conn.network.create_port(network_id=network.id, name=name, device_id=node.id,
-                                                 device_owner="baremetal:none",
-                                                 description="carina %s %s" % (self.cluster, name))
+                                                 device_owner="baremetal:none", description=description)
             marks = {META_CLUSTER: self.cluster, META_ROLE: self.role, META_NAME: name, META_PORT: port.id}
+            if self.cluster_id:
+                marks[META_CLUSTER_ID] = self.cluster_id
             self.conn.baremetal.patch_node(node, [{"op": "add", "path": "/extra/%s" % k, "value": v}
                                                   for k, v in marks.items()])
             self.conn.baremetal.attach_vif_to_node(node, port.id)
@@ -236,8 +281,7 @@ class IronicHosts(CarinaOpenStackModule):
             if port is not None:
                 self.conn.network.delete_port(port, ignore_missing=True)
             self.conn.baremetal.patch_node(node, [{"op": "remove", "path": "/extra/%s" % k}
-                                                  for k in (META_CLUSTER, META_ROLE, META_NAME, META_PORT)
-                                                  if k in (node.extra or {})])
+                                                  for k in MARKS if k in (node.extra or {})])
 
     def pick(self, wanted):
         """Check the inputs and choose free nodes for `wanted` hosts; fail before touching any."""
@@ -287,6 +331,7 @@ class IronicHosts(CarinaOpenStackModule):
 
         picked, image, network = self.pick(wanted) if wanted else ([], None, None)
 
+        self.give_id(keep)
         if surplus:
             self.result["changed"] = True
             self.result["released"] = [(n.extra or {}).get(META_NAME) for n in surplus]

@@ -38,12 +38,24 @@ options:
         module makes is labelled C(carina.cluster=<cluster>).
     type: str
     required: true
+  cluster_id:
+    description:
+      - The cluster's unique id (what M(rax.carina.cluster_lock) returns). Every object the module makes
+        is labelled C(carina.cluster-id=<id>) too.
+      - Objects labelled with the cluster's name but another id belong to another cluster of that name,
+        made from another state folder. With O(state=present) the module then fails before it changes
+        anything; with O(state=absent) it leaves them alone. Objects with no id (made by a release
+        without ids) are taken as the cluster's.
+      - Empty (an unknown id, for example a delete whose state is gone) finds the cluster by its name alone.
+    type: str
+    default: ""
+    version_added: 0.6.0
   state:
     description:
       - V(present) makes the listed hosts exist and run (and removes surplus hosts when
         O(prune=true)).
       - V(absent) removes every container, volume and the network labelled with the cluster,
-        whatever O(hosts) says.
+        whatever O(hosts) says, but those that carry another O(cluster_id) (reported as RV(kept), with a warning).
     type: str
     choices: [present, absent]
     default: present
@@ -225,6 +237,11 @@ removed:
   returned: always
   type: list
   elements: str
+kept:
+  description: With O(state=absent), names of the objects left alone because they carry another cluster's id.
+  returned: when state is absent
+  type: list
+  elements: str
 """
 
 import contextlib
@@ -251,6 +268,7 @@ except ImportError:
 LABEL_CLUSTER = "carina.cluster"
 LABEL_ROLE = "carina.role"
 LABEL_KIND = "carina.kind"
+LABEL_ID = "carina.cluster-id"
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENGINE_DIR = "/var/lib/docker"
 
@@ -270,6 +288,7 @@ class LocalHosts:
         self.module = module
         self.params = module.params
         self.cluster = self.params["cluster"]
+        self.cluster_id = self.params["cluster_id"]
         self.network_name = self.params["network"] or "carina-%s" % self.cluster
         base_url = self.params["docker_host"] or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self.base_url = base_url
@@ -306,7 +325,34 @@ class LocalHosts:
                 return cfg["Subnet"], cfg.get("Gateway", "")
         return "", ""
 
+    def labels(self, **more):
+        """The labels of everything the module makes."""
+        labels = {LABEL_CLUSTER: self.cluster}
+        if self.cluster_id:
+            labels[LABEL_ID] = self.cluster_id
+        labels.update(more)
+        return labels
+
     # -- validation (before anything is created) ------------------------------------------
+    def check_owner(self):
+        """Fail when what carries the cluster's name carries another cluster's id."""
+        if not self.cluster_id:
+            return
+        found = {}
+        for summary in self.api.containers(all=True, filters=self.cluster_filter()):
+            found.setdefault((summary.get("Labels") or {}).get(LABEL_ID) or "", summary["Names"][0].lstrip("/"))
+        for net in self.api.networks(filters=self.cluster_filter()):
+            found.setdefault((net.get("Labels") or {}).get(LABEL_ID) or "", net["Name"])
+        for vol in (self.api.volumes(filters=self.cluster_filter()) or {}).get("Volumes") or []:
+            found.setdefault((vol.get("Labels") or {}).get(LABEL_ID) or "", vol["Name"])
+        others = sorted(set(found) - {"", self.cluster_id})
+        if others:
+            self.module.fail_json(
+                msg="cluster %s on the engine at %s has id %s (%s carries it), not this state's %s: it was made "
+                "from another state folder. Nothing was changed. Choose another name, or delete it from the state "
+                "folder that made it" % (self.cluster, self.base_url, others[0], found[others[0]], self.cluster_id),
+                other_id=others[0], **self.result)
+
     def validate(self, existing):
         """Check every input against the engine; fail before anything is created."""
         self.validate_names()
@@ -444,7 +490,7 @@ class LocalHosts:
             ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet, gateway=gw)])
             self.api.create_network(
                 self.network_name, driver="bridge", ipam=ipam, check_duplicate=True,
-                labels={LABEL_CLUSTER: self.cluster, LABEL_KIND: "network"},
+                labels=self.labels(**{LABEL_KIND: "network"}),
             )
             net = self.network()
         have, gw = self.network_subnet(net)
@@ -480,7 +526,7 @@ class LocalHosts:
         api = docker.APIClient(base_url=self.base_url, version="auto", timeout=120)
         name = host["name"]
         image = host["image"] or self.params["image"]
-        labels = {LABEL_CLUSTER: self.cluster, LABEL_ROLE: host["role"], LABEL_KIND: "host"}
+        labels = self.labels(**{LABEL_ROLE: host["role"], LABEL_KIND: "host"})
         binds = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}}
         for volume, folder in self.volumes_of(host).items():
             api.create_volume(name=volume, labels=labels)
@@ -583,6 +629,7 @@ class LocalHosts:
         return hosts
 
     def present(self):
+        self.check_owner()
         existing = self.existing_containers()
         subnet = self.validate(existing)
         wanted = {h["name"]: h for h in self.params["hosts"]}
@@ -623,27 +670,46 @@ class LocalHosts:
         if self.params["wait"]:
             self.wait_for_ssh({h["name"]: h["address"] for h in self.result["hosts"]})
 
+    def ours(self, labels):
+        """Whether an object labelled with the cluster's name is this cluster's (not another state folder's)."""
+        other = (labels or {}).get(LABEL_ID) or ""
+        return not (self.cluster_id and other and other != self.cluster_id)
+
     def absent(self):
-        existing = self.existing_containers()
-        names = sorted(existing)
+        """Remove the cluster's objects; those with another cluster's id stay, and are reported as kept."""
+        kept = []
+        names = []
+        for name, summary in sorted(self.existing_containers().items()):
+            (names if self.ours(summary.get("Labels")) else kept).append(name)
         removed = list(names)
         if not self.module.check_mode:
             with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
                 list(pool.map(self.remove_container, names))
-        removed.extend(self.remove_volumes())
+        volumes = (self.api.volumes(filters=self.cluster_filter()) or {}).get("Volumes") or []
+        kept += [v["Name"] for v in volumes if not self.ours(v.get("Labels"))]
+        removed.extend(self.remove_volumes({v["Name"] for v in volumes if self.ours(v.get("Labels"))}))
         for net in self.api.networks(filters=self.cluster_filter()):
+            if not self.ours(net.get("Labels")):
+                kept.append(net["Name"])
+                continue
             if not self.module.check_mode:
                 with contextlib.suppress(NotFound):
                     self.api.remove_network(net["Id"])
             removed.append(net["Name"])
         self.result["removed"] = removed
+        self.result["kept"] = kept
         self.result["changed"] = bool(removed)
+        if kept:
+            self.module.warn("left %s alone: they carry another id than this state's %s, so they belong to another "
+                             "cluster named %s (made from another state folder)"
+                             % (", ".join(kept), self.cluster_id, self.cluster))
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             cluster=dict(type="str", required=True),
+            cluster_id=dict(type="str", default=""),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             network=dict(type="str"),
             subnet=dict(type="str"),

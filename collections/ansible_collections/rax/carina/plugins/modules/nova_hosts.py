@@ -30,6 +30,13 @@ description:
     IPs, the role security groups (found by name and description, never another cluster's), the
     common security group, the server group and the key pair.
     With a O(role), removes only that role's servers.
+  - With a O(cluster_id), every trace of the cluster carries its id - the servers' metadata
+    C(carina_cluster_id), the security groups' and floating IPs' descriptions (C(... id <cluster_id>)) -
+    and whatever carries the cluster's name but another id (a cluster of the same name made from another
+    state folder) makes the module fail before it changes anything, with either state and in check mode.
+    Servers and security groups with no id (made before ids) are the cluster's, and are given the id.
+    The key pair and the server group cannot carry an id (Nova has no field for it); they are the
+    cluster's by name, once no server or security group of that name carries another id.
 author:
   - rax.carina developers (@rax-carina)
 extends_documentation_fragment:
@@ -53,6 +60,17 @@ options:
     description: Name of the cluster; servers are named C(<cluster>-<role>-N).
     type: str
     required: true
+  cluster_id:
+    description:
+      - The cluster's unique id (what M(rax.carina.cluster_lock) returns), written into the servers'
+        metadata C(carina_cluster_id) and the descriptions of the security groups and floating IPs.
+      - Servers and security groups that carry the cluster's name and another id are never adopted,
+        changed nor deleted - the module fails naming both ids. Those with no id (made before ids) are
+        adopted and given the id (server metadata and security group description updates).
+      - Empty (an unknown id, for example a delete whose state is gone) finds the cluster by its name alone.
+    type: str
+    default: ""
+    version_added: 0.6.0
   role:
     description:
       - Role of these hosts (for example V(manager) or V(worker)).
@@ -122,9 +140,10 @@ options:
   role_ports:
     description:
       - Ingress rules of the role's security group C(<security_group>-<role>) (egress stays open).
-      - The module makes that group with the description C(carina cluster <cluster> role <role>) and then owns
-        its ingress rules, so an ingress rule that is no longer listed is removed (after the listed ones are
-        added). A group of that name with another description, made by someone else, only gains rules.
+      - The module makes that group with the description C(carina cluster <cluster> role <role>) (followed by
+        C(id <cluster_id>) with a O(cluster_id)) and then owns its ingress rules, so an ingress rule that is no
+        longer listed is removed (after the listed ones are added). A group of that name with another
+        description, made by someone else, only gains rules.
     type: list
     elements: dict
     default: []
@@ -249,12 +268,17 @@ server_group:
   description: Id of the server group (empty for policy none).
   returned: when state is present
   type: str
+other_id:
+  description: The id that the cluster's name carries on the cloud, when it is not O(cluster_id) (the module failed).
+  returned: on failure, when the cluster's name belongs to another cluster
+  type: str
 """
 
 import re
 
 from ansible_collections.rax.carina.plugins.module_utils.openstack import (
     META_CLUSTER,
+    META_CLUSTER_ID,
     META_ROLE,
     CarinaOpenStackModule,
     number_of,
@@ -262,10 +286,15 @@ from ansible_collections.rax.carina.plugins.module_utils.openstack import (
 )
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+# The cluster's unique id: server metadata key, and the tail (" id <id>") of what the module describes.
+# What the module writes into its security groups' descriptions: carina cluster <cluster>[ role <role>][ id <id>]
+DESCRIPTION_RE = re.compile(r"^carina cluster (?P<cluster>[a-z][a-z0-9-]*)(?: role (?P<role>[a-z][a-z0-9-]*))?"
+                            r"(?: id (?P<id>[A-Za-z0-9._-]+))?$")
 
 
 ARGUMENT_SPEC = dict(
     cluster=dict(type="str", required=True),
+    cluster_id=dict(type="str", default=""),
     role=dict(type="str"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
     count=dict(type="int", default=1),
@@ -302,6 +331,7 @@ class NovaHosts(CarinaOpenStackModule):
         super().__init__(ARGUMENT_SPEC, **MODULE_KWARGS)
         p = self.params
         self.cluster = p["cluster"]
+        self.cluster_id = p["cluster_id"]
         self.role = p["role"]
         self.key_name = p["key_name"] or "carina-%s" % self.cluster
         self.sg_name = p["security_group"] or "carina-%s" % self.cluster
@@ -309,18 +339,73 @@ class NovaHosts(CarinaOpenStackModule):
         self.result.update(hosts=[], created=[], removed=[])
 
     # -- reading ----------------------------------------------------------------------------
-    def servers(self, role=None):
-        found = []
-        for server in self.conn.compute.servers(details=True):
-            meta = server.metadata or {}
-            if meta.get(META_CLUSTER) == self.cluster and (role is None or meta.get(META_ROLE) == role):
-                found.append(server)
+    def servers(self):
+        """Every server with the cluster's name in its metadata, by number."""
+        found = [s for s in self.conn.compute.servers(details=True)
+                 if (s.metadata or {}).get(META_CLUSTER) == self.cluster]
         return sorted(found, key=lambda s: number_of(s.name))
+
+    def of_role(self, servers, role):
+        """The servers of `role` (all for None)."""
+        return [s for s in servers if role is None or (s.metadata or {}).get(META_ROLE) == role]
 
     def describe(self, server):
         fixed, floating = server_addresses(server)
         return dict(name=server.name, id=server.id, role=self.role, address=fixed, floating_ip=floating,
                     status=server.status)
+
+    # -- the cluster's id -------------------------------------------------------------------
+    def group_description(self, role=None):
+        """Description of the cluster's common security group (role None) or of a role's group."""
+        text = "carina cluster %s" % self.cluster
+        if role is not None:
+            text += " role %s" % role
+        if self.cluster_id:
+            text += " id %s" % self.cluster_id
+        return text
+
+    def group_owner(self, sg):
+        """(role, id) that a security group's description gives it as one of this cluster's groups (role None
+        for the common group, id '' for a group made before ids), or None for a group that is not the cluster's."""
+        match = DESCRIPTION_RE.match(sg.description or "") if sg is not None else None
+        if match is None or match.group("cluster") != self.cluster:
+            return None
+        return match.group("role"), match.group("id") or ""
+
+    def owned(self, other_id):
+        """Whether something of the cluster's name that carries `other_id` ('' for none) is this cluster's."""
+        return not (self.cluster_id and other_id and other_id != self.cluster_id)
+
+    def is_role_group(self, sg, role):
+        owner = self.group_owner(sg)
+        return owner is not None and owner[0] == role and self.owned(owner[1])
+
+    def cluster_servers(self):
+        """Every server of the cluster (any role), after failing - before anything is changed - when a server
+        or security group of the cluster's name carries another id (a cluster of that name made from another
+        state folder)."""
+        self.check_cluster_id(self.cluster_id)
+        servers = self.servers()
+        if not self.cluster_id:
+            return servers
+        found = {}
+        for server in servers:
+            found.setdefault((server.metadata or {}).get(META_CLUSTER_ID) or "", "server %s" % server.name)
+        for sg in self.conn.network.security_groups(project_id=self.conn.current_project_id):
+            owner = self.group_owner(sg)
+            if owner is not None:
+                found.setdefault(owner[1], "security group %s" % sg.name)
+        self.refuse_other_id(self.cluster, self.cluster_id, found)
+        return servers
+
+    def give_id(self, servers):
+        """Write the cluster's id into the metadata of its servers made before ids (idempotent)."""
+        for server in servers if self.cluster_id else ():
+            if (server.metadata or {}).get(META_CLUSTER_ID):
+                continue
+            self.result["changed"] = True
+            if not self.check_mode:
+                self.conn.compute.set_server_metadata(server, **{META_CLUSTER_ID: self.cluster_id})
 
     # -- validation -------------------------------------------------------------------------
     def resolve(self, creating):
@@ -361,17 +446,20 @@ class NovaHosts(CarinaOpenStackModule):
     def role_sg_name(self, role):
         return "%s-%s" % (self.sg_name, role)
 
-    def role_sg_description(self, role):
-        return "carina cluster %s role %s" % (self.cluster, role)
-
-    def ensure_group(self, name, description):
-        """The security group `name`, made when missing; None in check mode when it is still to be made."""
+    def ensure_group(self, name, role=None):
+        """The security group `name` (the common one for role None), made when missing; None in check mode
+        when it is still to be made. The cluster's group made before ids is given the id."""
+        description = self.group_description(role)
         sg = self.conn.network.find_security_group(name, ignore_missing=True)
         if sg is None:
             self.result["changed"] = True
             if self.check_mode:
                 return None
             sg = self.conn.network.create_security_group(name=name, description=description)
+        elif self.cluster_id and self.group_owner(sg) == (role, ""):
+            self.result["changed"] = True
+            if not self.check_mode:
+                sg = self.conn.network.update_security_group(sg, description=description)
         return sg
 
     def ingress_rules(self, sg):
@@ -407,15 +495,14 @@ class NovaHosts(CarinaOpenStackModule):
     def ensure_security_groups(self):
         """The cluster's common group (O(ports)) and the role's group (O(role_ports)); returns both (None
         in check mode for a group still to be made)."""
-        common = self.ensure_group(self.sg_name, "carina cluster %s" % self.cluster)
+        common = self.ensure_group(self.sg_name)
         wanted = {}
         for rule in self.params["ports"]:
             low, high = port_range(rule["port"], rule["protocol"])
             wanted[rule_key(protocol=rule["protocol"], low=low, high=high, prefix=rule["remote_ip_prefix"])] = True
         self.ensure_rules(common, wanted)
 
-        role_name, description = self.role_sg_name(self.role), self.role_sg_description(self.role)
-        role_sg = self.ensure_group(role_name, description)
+        role_sg = self.ensure_group(self.role_sg_name(self.role), self.role)
         common_id = common.id if common is not None else None
         wanted = {}
         for rule in self.params["role_ports"]:
@@ -424,9 +511,9 @@ class NovaHosts(CarinaOpenStackModule):
                 wanted[rule_key(protocol=rule["protocol"], low=low, high=high, group=common_id)] = True
             else:
                 wanted[rule_key(protocol=rule["protocol"], low=low, high=high, prefix=rule["remote_ip_prefix"])] = True
-        # The role's group is the module's own (made with this description): its ingress rules are exactly
-        # role_ports. A group of that name made by someone else only gains rules.
-        ours = role_sg is None or (role_sg.description or "") == description
+        # The role's group is the module's own (made with the cluster's description): its ingress rules are
+        # exactly role_ports. A group of that name made by someone else only gains rules.
+        ours = role_sg is None or self.is_role_group(role_sg, self.role)
         self.ensure_rules(role_sg, wanted, prune=ours)
         return common, role_sg
 
@@ -448,7 +535,7 @@ class NovaHosts(CarinaOpenStackModule):
         found = []
         for sg in self.conn.network.security_groups(project_id=self.conn.current_project_id):
             name = sg.name or ""
-            if name.startswith(prefix) and (sg.description or "") == self.role_sg_description(name[len(prefix):]):
+            if name.startswith(prefix) and self.is_role_group(sg, name[len(prefix):]):
                 found.append(sg)
         return sorted(found, key=lambda sg: sg.name)
 
@@ -467,6 +554,8 @@ class NovaHosts(CarinaOpenStackModule):
     # -- servers ----------------------------------------------------------------------------
     def create_servers(self, names, found, group_id):
         metadata = dict(self.params["metadata"], **{META_CLUSTER: self.cluster, META_ROLE: self.role})
+        if self.cluster_id:
+            metadata[META_CLUSTER_ID] = self.cluster_id
         created = []
         try:
             for name in names:
@@ -523,8 +612,11 @@ class NovaHosts(CarinaOpenStackModule):
             ports = list(self.conn.network.ports(device_id=server.id))
             if not ports:
                 self.fail("server %s has no port to attach a floating IP to" % server.name)
+            description = "carina %s %s" % (self.cluster, server.name)
+            if self.cluster_id:
+                description += " id %s" % self.cluster_id
             self.conn.network.create_ip(floating_network_id=external.id, port_id=ports[0].id,
-                                        description="carina %s %s" % (self.cluster, server.name))
+                                        description=description)
 
     def delete_servers(self, servers):
         for server in servers:
@@ -542,7 +634,7 @@ class NovaHosts(CarinaOpenStackModule):
             self.fail("cluster %r and role %r must be lower-case letters, digits and '-'" % (self.cluster, self.role))
         if p["count"] < 0:
             self.fail("count=%d: must be 0 or more" % p["count"])
-        existing = self.servers(self.role)
+        existing = self.of_role(self.cluster_servers(), self.role)
         names = [s.name for s in existing]
         unknown = [n for n in p["remove"] if n not in names]
         if unknown:
@@ -571,6 +663,7 @@ class NovaHosts(CarinaOpenStackModule):
         self.result.update(security_group=common.id if common is not None else "",
                            role_security_group=role_sg.id if role_sg is not None else "", server_group=group_id)
         self.ensure_membership(keep, {self.sg_name: common, self.role_sg_name(self.role): role_sg})
+        self.give_id(keep)
         if surplus:
             self.result["changed"] = True
             self.result["removed"] = [s.name for s in surplus]
@@ -595,7 +688,7 @@ class NovaHosts(CarinaOpenStackModule):
         self.result["hosts"] = [self.describe(s) for s in servers]
 
     def absent(self):
-        servers = self.servers(self.role)
+        servers = self.of_role(self.cluster_servers(), self.role)
         if servers:
             self.result["changed"] = True
             self.result["removed"] = [s.name for s in servers]

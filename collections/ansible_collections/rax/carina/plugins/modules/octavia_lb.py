@@ -19,6 +19,12 @@ description:
   - Optionally puts a floating IP on the VIP.
   - With O(state=absent), deletes the load balancer with everything under it (cascade) and its
     floating IP.
+  - With a O(cluster_id), the load balancer and the listeners, pools, health monitors and members the
+    module makes carry the tag C(carina-cluster-id:<cluster_id>), and the VIP's floating IP's description
+    ends in C(id <cluster_id>). A load balancer of that name tagged with another id (a cluster of the same
+    name made from another state folder) makes the module fail before it changes anything, with either
+    state and in check mode. A load balancer with no such tag (made before ids) is the cluster's, and is
+    given the tag (its children made before are left as they are).
 author:
   - rax.carina developers (@rax-carina)
 extends_documentation_fragment:
@@ -42,6 +48,16 @@ options:
     description: Name of the cluster.
     type: str
     required: true
+  cluster_id:
+    description:
+      - The cluster's unique id (what M(rax.carina.cluster_lock) returns), put on the load balancer and
+        everything the module makes under it as the tag C(carina-cluster-id:<cluster_id>).
+      - A load balancer of the name tagged with another id is never adopted, changed nor deleted - the
+        module fails naming both ids. One with no such tag (made before ids) is adopted and tagged.
+      - Empty (an unknown id, for example a delete whose state is gone) finds the load balancer by its name alone.
+    type: str
+    default: ""
+    version_added: 0.6.0
   name:
     description: Name of the load balancer. Defaults to C(carina-<cluster>).
     type: str
@@ -158,14 +174,21 @@ actions:
   returned: always
   type: list
   elements: str
+other_id:
+  description: The id that the load balancer of the name carries, when it is not O(cluster_id) (the module failed).
+  returned: on failure, when the name belongs to another cluster
+  type: str
 """
 
 import time
 
 from ansible_collections.rax.carina.plugins.module_utils.openstack import CarinaOpenStackModule, Conflict
 
+# The tag that carries the cluster's unique id on the load balancer and the objects under it.
+TAG_ID = "carina-cluster-id:"
 ARGUMENT_SPEC = dict(
     cluster=dict(type="str", required=True),
+    cluster_id=dict(type="str", default=""),
     name=dict(type="str"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
     vip_subnet=dict(type="str"),
@@ -194,8 +217,26 @@ class OctaviaLB(CarinaOpenStackModule):
     def __init__(self):
         super().__init__(ARGUMENT_SPEC, **MODULE_KWARGS)
         self.name = self.params["name"] or "carina-%s" % self.params["cluster"]
+        self.cluster_id = self.params["cluster_id"]
         self.result.update(actions=[])
         self.lb = None
+
+    # -- the cluster's id -------------------------------------------------------------------
+    def tagged(self, **kwargs):
+        """Create arguments with the cluster's id tag (when there is an id)."""
+        if self.cluster_id:
+            kwargs["tags"] = [TAG_ID + self.cluster_id]
+        return kwargs
+
+    def find_lb(self):
+        """The load balancer of the name, after failing - before anything is changed - when it carries
+        another cluster's id (a cluster of that name made from another state folder)."""
+        self.check_cluster_id(self.cluster_id)
+        lb = self.conn.load_balancer.find_load_balancer(self.name, ignore_missing=True)
+        other = id_of(lb)
+        self.refuse_other_id(self.params["cluster"], self.cluster_id,
+                             {other or "": "load balancer %s" % self.name} if lb else {})
+        return lb
 
     # -- Octavia's immutability -------------------------------------------------------------
     def wait_active(self):
@@ -229,12 +270,15 @@ class OctaviaLB(CarinaOpenStackModule):
         return value
 
     # -- present ----------------------------------------------------------------------------
-    def ensure_lb(self):
-        lb = self.conn.load_balancer.find_load_balancer(self.name, ignore_missing=True)
+    def ensure_lb(self, lb):
         if lb is not None:
             self.lb = lb
             if lb.provisioning_status.startswith("PENDING"):
                 self.wait_active()
+            if self.cluster_id and not id_of(self.lb):  # made before ids: give it the id
+                tags = [*(getattr(self.lb, "tags", None) or []), TAG_ID + self.cluster_id]
+                self.write("tag load balancer %s with the cluster's id" % self.name,
+                           self.conn.load_balancer.update_load_balancer, self.lb, tags=tags)
             return
         subnet_name = self.params["vip_subnet"]
         if not subnet_name:
@@ -242,8 +286,8 @@ class OctaviaLB(CarinaOpenStackModule):
         subnet = self.conn.network.find_subnet(subnet_name, ignore_missing=True)
         if subnet is None:
             self.fail("subnet %s not found for the VIP of %s" % (subnet_name, self.name))
-        kwargs = dict(name=self.name, vip_subnet_id=subnet.id,
-                      description="carina cluster %s" % self.params["cluster"])
+        kwargs = self.tagged(name=self.name, vip_subnet_id=subnet.id,
+                             description="carina cluster %s" % self.params["cluster"])
         if self.params["provider"]:
             kwargs["provider"] = self.params["provider"]
         self.lb = self.write("create load balancer %s" % self.name, self.conn.load_balancer.create_load_balancer,
@@ -258,8 +302,8 @@ class OctaviaLB(CarinaOpenStackModule):
                              if x.protocol_port == port), None)
         if listener is None:
             listener = self.write("create listener %s" % lname, self.conn.load_balancer.create_listener,
-                                  name=lname, load_balancer_id=self.lb.id if self.lb else None,
-                                  protocol=spec["protocol"], protocol_port=port)
+                                  **self.tagged(name=lname, load_balancer_id=self.lb.id if self.lb else None,
+                                                protocol=spec["protocol"], protocol_port=port))
         if listener is None:  # check mode
             return None
         # Octavia filters pools by name, not by listener: the listener's default pool is the one.
@@ -268,13 +312,13 @@ class OctaviaLB(CarinaOpenStackModule):
             pool = next(iter(self.conn.load_balancer.pools(name="%s-pool" % lname)), None)
         if pool is None:
             pool = self.write("create pool %s-pool" % lname, self.conn.load_balancer.create_pool,
-                              name="%s-pool" % lname, listener_id=listener.id, protocol=spec["protocol"],
-                              lb_algorithm=spec["lb_algorithm"])
+                              **self.tagged(name="%s-pool" % lname, listener_id=listener.id,
+                                            protocol=spec["protocol"], lb_algorithm=spec["lb_algorithm"]))
         if pool is None:
             return None
         if not pool.health_monitor_id:
-            kwargs = dict(name="%s-monitor" % lname, pool_id=pool.id, type=spec["monitor_type"], delay=5, timeout=3,
-                          max_retries=2)
+            kwargs = self.tagged(name="%s-monitor" % lname, pool_id=pool.id, type=spec["monitor_type"], delay=5,
+                                 timeout=3, max_retries=2)
             if spec["monitor_type"] in ("HTTP", "HTTPS"):
                 kwargs["url_path"] = spec["monitor_url_path"]
             self.write("create health monitor %s-monitor" % lname, self.conn.load_balancer.create_health_monitor,
@@ -295,8 +339,8 @@ class OctaviaLB(CarinaOpenStackModule):
             if address not in have:
                 subnet_id = self.lb.vip_subnet_id if self.lb is not None else None
                 self.write("add member %s (%s:%d)" % (name, address, port), self.conn.load_balancer.create_member,
-                           pool.id if pool else None, name=name, address=address, protocol_port=port,
-                           subnet_id=subnet_id)
+                           pool.id if pool else None, **self.tagged(name=name, address=address,
+                                                                    protocol_port=port, subnet_id=subnet_id))
         return sorted(wanted)
 
     def ensure_floating_ip(self):
@@ -311,16 +355,18 @@ class OctaviaLB(CarinaOpenStackModule):
         external = self.conn.network.find_network(self.params["external_network"], ignore_missing=True)
         if external is None:
             self.fail("external network %s not found" % self.params["external_network"])
+        description = "carina %s VIP" % self.params["cluster"]
+        if self.cluster_id:
+            description += " id %s" % self.cluster_id
         ip = self.write("attach a floating IP to the VIP", self.conn.network.create_ip,
-                        floating_network_id=external.id, port_id=self.lb.vip_port_id,
-                        description="carina %s VIP" % self.params["cluster"])
+                        floating_network_id=external.id, port_id=self.lb.vip_port_id, description=description)
         return ip.floating_ip_address if ip else ""
 
     def present(self):
         if self.params["floating_ip"] and self.conn.network.find_network(
                 self.params["external_network"], ignore_missing=True) is None:
             self.fail("external network %s not found" % self.params["external_network"])
-        self.ensure_lb()
+        self.ensure_lb(self.find_lb())
         members = {}
         for spec in self.params["listeners"]:
             pool = self.ensure_listener(spec)
@@ -336,7 +382,7 @@ class OctaviaLB(CarinaOpenStackModule):
             provisioning_status=lb.provisioning_status if lb else "")
 
     def absent(self):
-        lb = self.conn.load_balancer.find_load_balancer(self.name, ignore_missing=True)
+        lb = self.find_lb()
         if lb is None:
             return
         self.result["changed"] = True
@@ -359,6 +405,14 @@ class OctaviaLB(CarinaOpenStackModule):
             self.wait_for("load balancer %s to be deleted" % self.name,
                           lambda: self.conn.load_balancer.find_load_balancer(lb.id, ignore_missing=True) is None,
                           delay=0.5)
+
+
+def id_of(lb):
+    """The cluster id a load balancer's tags carry ('' for none, or no load balancer)."""
+    for tag in getattr(lb, "tags", None) or []:
+        if tag.startswith(TAG_ID):
+            return tag[len(TAG_ID):]
+    return ""
 
 
 def main():

@@ -31,24 +31,27 @@ def load_plugin():
     return plugin
 
 
-def server(name, cluster, role, fixed, floating=None):
+def server(name, cluster, role, fixed, floating=None, *, cluster_id=None):
     addresses = [{"addr": fixed, "version": 4, "OS-EXT-IPS:type": "fixed"}]
     if floating:
         addresses.append({"addr": floating, "version": 4, "OS-EXT-IPS:type": "floating"})
-    return SimpleNamespace(id="id-" + name, name=name, metadata={"carina_cluster": cluster, "carina_role": role},
-                           addresses={"private": addresses})
+    metadata = {"carina_cluster": cluster, "carina_role": role}
+    if cluster_id:
+        metadata["carina_cluster_id"] = cluster_id
+    return SimpleNamespace(id="id-" + name, name=name, metadata=metadata, addresses={"private": addresses})
 
 
 @pytest.fixture
 def cloud(monkeypatch):
     servers = [
-        server("demo-manager-1", "demo", "manager", "198.18.100.11", "198.18.101.11"),
+        server("demo-manager-1", "demo", "manager", "198.18.100.11", "198.18.101.11", cluster_id="a" * 32),
         server("demo-worker-1", "demo", "worker", "198.18.100.21"),
         server("other-manager-1", "other", "manager", "198.18.100.31"),
         SimpleNamespace(id="x", name="unrelated", metadata={}, addresses={}),
     ]
     node = SimpleNamespace(id="node-1", name="bm-1", extra={"carina_cluster": "demo", "carina_role": "worker",
-                                                            "carina_name": "demo-worker-2"})
+                                                            "carina_name": "demo-worker-2",
+                                                            "carina_cluster_id": "a" * 32})
     fake = SimpleNamespace(
         compute=SimpleNamespace(servers=lambda details=True: servers),
         baremetal=SimpleNamespace(nodes=lambda details=True, provision_state=None: [node],
@@ -94,6 +97,13 @@ def test_groups_and_vars(cloud, tmp_path):
     assert manager["carina_address"] == "198.18.100.11"
     assert manager["carina_role"] == "manager"
     assert inv.get_host("demo-worker-2").vars["ansible_host"] == "198.18.100.22"
+
+
+def test_the_cluster_id_when_the_host_carries_one(cloud, tmp_path):
+    inv = inventory(tmp_path, "plugin: rax.carina.openstack_clusters\ncloud: devstack\nclusters: [demo]\n")
+    assert inv.get_host("demo-manager-1").vars["carina_cluster_id"] == "a" * 32
+    assert inv.get_host("demo-worker-2").vars["carina_cluster_id"] == "a" * 32
+    assert "carina_cluster_id" not in inv.get_host("demo-worker-1").vars  # made before ids
 
 
 def test_all_clusters_and_keyed_groups(cloud, tmp_path):

@@ -77,7 +77,8 @@ class FakeIronic:
 
     def create_port(self, network_id, name, description, device_id=None, device_owner=None):
         n = next(self.ids)
-        port = SimpleNamespace(id="port-%d" % n, name=name, fixed_ips=[{"ip_address": "198.18.100.%d" % (20 + n)}])
+        port = SimpleNamespace(id="port-%d" % n, name=name, description=description,
+                               fixed_ips=[{"ip_address": "198.18.100.%d" % (20 + n)}])
         self.ports[port.id] = port
         return port
 
@@ -150,3 +151,81 @@ def test_names_from_the_plan_deploy_and_release_exactly_those(cloud, capsys):
     fewer = run(capsys, dict(named, names=["demo-manager-2", "demo-manager-4"]))
     assert fewer["released"] == ["demo-manager-1"] and fewer["deployed"] == ["demo-manager-4"]
     assert sorted(h["name"] for h in fewer["hosts"]) == ["demo-manager-2", "demo-manager-4"]
+
+
+# -- the cluster's unique id --------------------------------------------------------------------
+ID_A, ID_B = "a" * 32, "b" * 32
+ABSENT = {"cloud": "devstack-admin", "cluster": "demo", "state": "absent"}
+
+
+def snapshot(cloud):
+    """Every node and port, as plain values, to show that a refused run changed nothing."""
+    return repr(sorted(
+        [(n.id, n.provision_state, sorted(n.extra.items()), sorted(n.instance_info.items()), list(n.vifs))
+         for n in cloud.nodes.values()] + [(p.id, p.name) for p in cloud.ports.values()]))
+
+
+def test_the_id_is_written_and_released_with_the_marks(cloud, capsys):
+    args = dict(BASE, cluster_id=ID_A)
+    result = run(capsys, args)
+    assert result["changed"] is True, result
+    node = cloud.nodes[result["hosts"][0]["node"]]
+    assert node.extra == {"carina_cluster": "demo", "carina_cluster_id": ID_A, "carina_role": "worker",
+                          "carina_name": "demo-worker-1", "carina_port": node.vifs[0]}
+    assert sorted(p.description for p in cloud.ports.values()) == [
+        "carina demo demo-worker-%d id %s" % (i, ID_A) for i in (1, 2)]
+    assert run(capsys, args)["changed"] is False
+    fewer = run(capsys, dict(args, count=1))
+    assert fewer["released"] == ["demo-worker-2"]
+    assert [n.extra for n in cloud.nodes.values() if n.provision_state == "available"] == [{}, {}]
+    gone = run(capsys, dict(ABSENT, cluster_id=ID_A))
+    assert gone["changed"] is True
+    assert all(n.extra == {} and n.provision_state == "available" for n in cloud.nodes.values())
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+@pytest.mark.parametrize("args", [
+    dict(BASE, cluster_id=ID_B),
+    dict(BASE, cluster_id=ID_B, role="master", count=1),
+    dict(ABSENT, cluster_id=ID_B),
+    dict(ABSENT, cluster_id=ID_B, role="worker"),
+], ids=["present", "present-other-role", "absent", "absent-role"])
+def test_another_id_is_never_adopted_changed_nor_released(cloud, capsys, args, check_mode):
+    run(capsys, dict(BASE, cluster_id=ID_A))
+    before, touched = snapshot(cloud), len(cloud.touched)
+    result = run(capsys, args, check_mode=check_mode)
+    assert result["failed"] is True, result
+    assert result["msg"] == (
+        "cluster demo on the cloud has id %s (node bm-1 (demo-worker-1) carries it), not this state's %s: it was "
+        "made from another state folder. No node was touched. Choose another name, or delete it from the state "
+        "folder that made it" % (ID_A, ID_B))
+    assert result["other_id"] == ID_A
+    assert snapshot(cloud) == before and len(cloud.touched) == touched
+
+
+def test_nodes_marked_before_ids_are_adopted_and_given_the_id(cloud, capsys):
+    run(capsys, BASE)  # no cluster_id: as an older release marked them
+    before, touched = snapshot(cloud), len(cloud.touched)
+    args = dict(BASE, cluster_id=ID_A)
+    check = run(capsys, args, check_mode=True)
+    assert check["changed"] is True and check["deployed"] == [] and check["released"] == []
+    assert snapshot(cloud) == before and len(cloud.touched) == touched
+    result = run(capsys, args)
+    assert result["changed"] is True and result["deployed"] == [] and result["released"] == []
+    ours = [n for n in cloud.nodes.values() if n.extra]
+    assert len(ours) == 2 and all(n.extra["carina_cluster_id"] == ID_A for n in ours)
+    assert all(n.provision_state == "active" for n in ours)
+    assert run(capsys, args)["changed"] is False
+    assert run(capsys, dict(args, cluster_id=ID_B))["failed"] is True
+    gone = run(capsys, dict(ABSENT, cluster_id=ID_A))
+    assert gone["released"] == ["demo-worker-1", "demo-worker-2"]
+    assert all(n.extra == {} for n in cloud.nodes.values())
+
+
+def test_an_empty_id_finds_the_nodes_by_the_cluster_name(cloud, capsys):
+    run(capsys, dict(BASE, cluster_id=ID_A))
+    assert run(capsys, BASE)["changed"] is False
+    gone = run(capsys, ABSENT)
+    assert gone["released"] == ["demo-worker-1", "demo-worker-2"]
+    assert all(n.extra == {} and n.provision_state == "available" for n in cloud.nodes.values())
+    assert cloud.ports == {}

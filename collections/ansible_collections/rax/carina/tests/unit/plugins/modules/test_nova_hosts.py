@@ -57,6 +57,7 @@ class FakeCloud:
             create_server_group=self.create_server_group,
             delete_server_group=lambda group, ignore_missing=True: self.server_groups.pop(group.id, None),
             add_security_group_to_server=self.add_security_group_to_server,
+            set_server_metadata=self.set_server_metadata,
         )
         self.image = SimpleNamespace(find_image=lambda name, ignore_missing=True: self.find(self.images, name))
         self.network = SimpleNamespace(
@@ -64,6 +65,7 @@ class FakeCloud:
             find_security_group=lambda name, ignore_missing=True: self.find(
                 list(self.security_groups.values()), name),
             create_security_group=self.create_sg,
+            update_security_group=self.update_sg,
             delete_security_group=self.delete_sg,
             security_groups=lambda project_id=None: [g for g in self.security_groups.values()
                                                      if project_id in (None, g.project_id)],
@@ -123,6 +125,11 @@ class FakeCloud:
         self.server_groups[group.id] = group
         return group
 
+    def set_server_metadata(self, server, **metadata):
+        """As Nova's POST /servers/{id}/metadata: the keys given are set, the others stay."""
+        self.servers[server.id].metadata.update(metadata)
+        return SimpleNamespace(id=server.id, metadata=dict(metadata))
+
     def add_security_group_to_server(self, server, sg):
         server = self.servers[server.id]
         if sg.name not in sg_names(server):
@@ -135,6 +142,11 @@ class FakeCloud:
                                           ether_type="IPv4", protocol=None, port_range_min=None, port_range_max=None,
                                           remote_ip_prefix=None, remote_group_id=None))
         return sg
+
+    def update_sg(self, sg, **attrs):
+        for key, value in attrs.items():
+            setattr(self.security_groups[sg.id], key, value)
+        return self.security_groups[sg.id]
 
     def delete_sg(self, sg, ignore_missing=True):
         """As Neutron: refused while a server uses it; its rules, and rules naming it as remote group, go."""
@@ -173,7 +185,7 @@ class FakeCloud:
                 for r in self.rules if r.security_group_id == sg.id and r.direction == "ingress"}
 
     def create_ip(self, floating_network_id, port_id, description):
-        ip = SimpleNamespace(id="fip%d" % next(self.ids), port_id=port_id,
+        ip = SimpleNamespace(id="fip%d" % next(self.ids), port_id=port_id, description=description,
                              floating_ip_address="198.18.101.%d" % (10 + len(self.floating)))
         self.floating[ip.id] = ip
         return ip
@@ -412,3 +424,115 @@ def test_names_from_the_plan_create_and_delete_exactly_those(cloud, capsys):
     assert sorted(h["name"] for h in moved["hosts"]) == ["demo-manager-2", "demo-manager-5"]
     bad = run(capsys, dict(named, names=["Demo_1"]))
     assert bad["failed"] is True and "Demo_1" in bad["msg"]
+
+
+# -- the cluster's unique id --------------------------------------------------------------------
+ID_A, ID_B = "a" * 32, "b" * 32
+ABSENT = {"cloud": "devstack", "cluster": "demo", "state": "absent"}
+
+
+def snapshot(cloud):
+    """Everything the stand-in holds, as plain values, to show that a refused run changed nothing."""
+    return repr(sorted(
+        [("server", s.id, s.name, sorted(s.metadata.items()), sorted(g["name"] for g in s.security_groups))
+         for s in cloud.servers.values()]
+        + [("sg", g.id, g.name, g.description) for g in cloud.security_groups.values()]
+        + [("rule", r.id, r.security_group_id, r.direction, r.protocol, r.port_range_min, r.remote_group_id)
+           for r in cloud.rules]
+        + [("keypair", name) for name in cloud.keypairs]
+        + [("server group", g.id, g.name) for g in cloud.server_groups.values()]
+        + [("floating ip", ip.id, ip.port_id) for ip in cloud.floating.values()]))
+
+
+def test_the_id_is_written_on_everything_made(cloud, capsys):
+    args = dict(ROLE, cluster_id=ID_A, floating_ip=True, external_network="public")
+    result = run(capsys, args)
+    assert result["changed"] is True, result
+    assert all(c["metadata"]["carina_cluster_id"] == ID_A for c in cloud.calls)
+    assert {s.metadata["carina_cluster_id"] for s in cloud.servers.values()} == {ID_A}
+    assert cloud.group("carina-demo").description == "carina cluster demo id " + ID_A
+    assert cloud.group("carina-demo-manager").description == "carina cluster demo role manager id " + ID_A
+    assert sorted(ip.description for ip in cloud.floating.values()) == [
+        "carina demo demo-manager-%d id %s" % (i, ID_A) for i in (1, 2, 3)]
+    # the role group made with the id is the module's own: its rules follow role_ports
+    assert len(cloud.ingress("carina-demo-manager")) == 4
+    assert run(capsys, args)["changed"] is False
+    assert run(capsys, dict(args, role_ports=[{"port": "2376"}]))["changed"] is True
+    assert cloud.ingress("carina-demo-manager") == {("tcp", 2376, 2376, "0.0.0.0/0", None)}
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+@pytest.mark.parametrize("args", [
+    dict(ROLE, cluster_id=ID_B),
+    dict(ROLE, cluster_id=ID_B, role="worker", count=1),
+    dict(ABSENT, cluster_id=ID_B),
+    dict(ABSENT, cluster_id=ID_B, role="manager"),
+], ids=["present", "present-other-role", "absent", "absent-role"])
+def test_another_id_is_never_adopted_changed_nor_deleted(cloud, capsys, args, check_mode):
+    run(capsys, dict(ROLE, cluster_id=ID_A, floating_ip=True, external_network="public"))
+    before = snapshot(cloud)
+    result = run(capsys, args, check_mode=check_mode)
+    assert result["failed"] is True, result
+    assert result["msg"] == (
+        "cluster demo on the cloud has id %s (server demo-manager-1 carries it), not this state's %s: it was made "
+        "from another state folder. Nothing was changed. Choose another name, or delete it from the state folder "
+        "that made it" % (ID_A, ID_B))
+    assert result["other_id"] == ID_A
+    assert snapshot(cloud) == before
+
+
+def test_another_id_on_the_security_groups_alone_is_refused(cloud, capsys):
+    run(capsys, dict(ROLE, cluster_id=ID_A, count=0))  # groups, key pair, server group; no server
+    assert cloud.servers == {}
+    before = snapshot(cloud)
+    for args in (dict(ROLE, cluster_id=ID_B), dict(ABSENT, cluster_id=ID_B)):
+        result = run(capsys, args)
+        assert result["failed"] is True, result
+        assert "has id %s (security group carina-demo" % ID_A in result["msg"]
+        assert snapshot(cloud) == before
+
+
+def test_a_cluster_made_before_ids_is_adopted_and_given_the_id(cloud, capsys):
+    run(capsys, ROLE)  # no cluster_id: as an older release made it
+    assert all("carina_cluster_id" not in s.metadata for s in cloud.servers.values())
+    before = snapshot(cloud)
+    args = dict(ROLE, cluster_id=ID_A)
+    check = run(capsys, args, check_mode=True)
+    assert check["changed"] is True and check["created"] == [] and check["removed"] == []
+    assert snapshot(cloud) == before
+    result = run(capsys, args)
+    assert result["changed"] is True and result["created"] == [] and result["removed"] == []
+    assert {s.metadata["carina_cluster_id"] for s in cloud.servers.values()} == {ID_A}
+    assert cloud.group("carina-demo").description == "carina cluster demo id " + ID_A
+    assert cloud.group("carina-demo-manager").description == "carina cluster demo role manager id " + ID_A
+    assert len(cloud.ingress("carina-demo-manager")) == 4
+    assert run(capsys, args)["changed"] is False
+    assert run(capsys, args, check_mode=True)["changed"] is False
+    # once it has the id, another id is refused
+    assert run(capsys, dict(args, cluster_id=ID_B))["failed"] is True
+
+
+def test_absent_with_the_id_removes_a_cluster_made_before_ids(cloud, capsys):
+    run(capsys, ROLE)
+    run(capsys, dict(ROLE, role="worker", count=1))
+    result = run(capsys, dict(ABSENT, cluster_id=ID_A))
+    assert result["changed"] is True, result
+    assert cloud.servers == {} and cloud.security_groups == {} and cloud.keypairs == {} and cloud.server_groups == {}
+
+
+def test_an_empty_id_finds_the_cluster_by_its_name(cloud, capsys):
+    run(capsys, dict(ROLE, cluster_id=ID_A))
+    run(capsys, dict(ROLE, cluster_id=ID_A, role="worker", count=1))
+    again = run(capsys, ROLE)  # cluster_id "": adopts, writes nothing
+    assert again["changed"] is False, again
+    assert {s.metadata["carina_cluster_id"] for s in cloud.servers.values()} == {ID_A}
+    result = run(capsys, ABSENT)
+    assert result["changed"] is True, result
+    assert cloud.deleted_groups == ["carina-demo-manager", "carina-demo-worker", "carina-demo"]
+    assert cloud.servers == {} and cloud.security_groups == {} and cloud.keypairs == {} and cloud.server_groups == {}
+
+
+def test_a_malformed_id_is_refused(cloud, capsys):
+    result = run(capsys, dict(ROLE, cluster_id="not an id"))
+    assert result["failed"] is True and "cluster_id 'not an id'" in result["msg"]
+    assert cloud.servers == {} and cloud.security_groups == {}

@@ -30,6 +30,7 @@ class FakeOctavia:
             find_load_balancer=lambda name, ignore_missing=True: next(
                 (lb for lb in self.lbs.values() if name in (lb.id, lb.name)), None),
             get_load_balancer=self.get_lb, create_load_balancer=self.create_lb,
+            update_load_balancer=self.guarded(self.update_lb),
             listeners=lambda load_balancer_id: [x for x in self.listeners.values()
                                                 if x.load_balancer_id == load_balancer_id],
             create_listener=self.guarded(self.create_listener),
@@ -80,9 +81,15 @@ class FakeOctavia:
 
     def create_lb(self, **kw):
         lb = SimpleNamespace(id=self.new_id("lb"), provisioning_status="PENDING_CREATE", vip_address="198.18.100.5",
-                             vip_port_id="vip-port", vip_subnet_id=kw["vip_subnet_id"], **{"name": kw["name"]})
+                             vip_port_id="vip-port", vip_subnet_id=kw["vip_subnet_id"], name=kw["name"],
+                             description=kw.get("description", ""), tags=list(kw.get("tags", [])))
         self.lbs[lb.id] = lb
         return lb
+
+    def update_lb(self, lb, **attrs):
+        for key, value in attrs.items():
+            setattr(self.lbs[lb.id], key, value)
+        return self.lbs[lb.id]
 
     def create_listener(self, **kw):
         x = SimpleNamespace(id=self.new_id("l"), default_pool_id=None, **kw)
@@ -107,7 +114,8 @@ class FakeOctavia:
         return member
 
     def create_ip(self, floating_network_id, port_id, description):
-        ip = SimpleNamespace(id=self.new_id("fip"), port_id=port_id, floating_ip_address="198.18.101.50")
+        ip = SimpleNamespace(id=self.new_id("fip"), port_id=port_id, floating_ip_address="198.18.101.50",
+                             description=description)
         self.floating[ip.id] = ip
         return ip
 
@@ -190,3 +198,76 @@ def test_unknown_subnet_fails_before_anything(cloud, capsys):
     assert result["failed"] is True
     assert result["msg"] == "subnet nope not found for the VIP of carina-demo"
     assert cloud.lbs == {}
+
+
+# -- the cluster's unique id --------------------------------------------------------------------
+ID_A, ID_B = "a" * 32, "b" * 32
+ABSENT = {"cloud": "devstack", "cluster": "demo", "state": "absent"}
+
+
+def snapshot(cloud):
+    """Everything the stand-in holds, as plain values, to show that a refused run changed nothing."""
+    return repr([sorted((k, sorted(vars(v).items())) for k, v in objs.items())
+                 for objs in (cloud.lbs, cloud.listeners, cloud.pools, cloud.monitors, cloud.members, cloud.floating)])
+
+
+def test_the_id_is_a_tag_on_everything_made(cloud, capsys):
+    args = dict(BASE, cluster_id=ID_A, floating_ip=True, external_network="public")
+    result = run(capsys, args)
+    assert result["changed"] is True, result
+    tag = ["carina-cluster-id:" + ID_A]
+    assert [lb.tags for lb in cloud.lbs.values()] == [tag]
+    for objs in (cloud.listeners, cloud.pools, cloud.monitors, cloud.members):
+        assert objs and all(obj.tags == tag for obj in objs.values())
+    assert [ip.description for ip in cloud.floating.values()] == ["carina demo VIP id " + ID_A]
+    assert run(capsys, args)["changed"] is False
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+@pytest.mark.parametrize("args", [dict(BASE, cluster_id=ID_B), dict(ABSENT, cluster_id=ID_B)],
+                         ids=["present", "absent"])
+def test_another_id_is_never_adopted_changed_nor_deleted(cloud, capsys, args, check_mode):
+    run(capsys, dict(BASE, cluster_id=ID_A, members=MEMBERS[:1], floating_ip=True, external_network="public"))
+    before = snapshot(cloud)
+    result = run(capsys, args, check_mode=check_mode)
+    assert result["failed"] is True, result
+    assert result["msg"] == (
+        "cluster demo on the cloud has id %s (load balancer carina-demo carries it), not this state's %s: it was "
+        "made from another state folder. Nothing was changed. Choose another name, or delete it from the state "
+        "folder that made it" % (ID_A, ID_B))
+    assert result["other_id"] == ID_A and result["actions"] == []
+    assert snapshot(cloud) == before
+
+
+def test_a_load_balancer_made_before_ids_is_adopted_and_tagged(cloud, capsys):
+    run(capsys, BASE)  # no cluster_id: as an older release made it
+    lb = next(iter(cloud.lbs.values()))
+    lb.tags = ["kept"]
+    before = snapshot(cloud)
+    args = dict(BASE, cluster_id=ID_A)
+    check = run(capsys, args, check_mode=True)
+    assert check["changed"] is True
+    assert check["actions"] == ["tag load balancer carina-demo with the cluster's id"]
+    assert snapshot(cloud) == before
+    result = run(capsys, args)
+    assert result["changed"] is True and result["actions"] == check["actions"]
+    assert lb.tags == ["kept", "carina-cluster-id:" + ID_A]
+    assert lb.provisioning_status == "ACTIVE"
+    assert run(capsys, args)["changed"] is False
+    assert run(capsys, dict(args, cluster_id=ID_B))["failed"] is True
+    gone = run(capsys, dict(ABSENT, cluster_id=ID_A))
+    assert gone["changed"] is True and cloud.lbs == {}
+
+
+def test_absent_with_the_id_deletes_a_load_balancer_made_before_ids(cloud, capsys):
+    run(capsys, BASE)
+    gone = run(capsys, dict(ABSENT, cluster_id=ID_A))
+    assert gone["changed"] is True and cloud.lbs == {}
+
+
+def test_an_empty_id_finds_the_load_balancer_by_its_name(cloud, capsys):
+    run(capsys, dict(BASE, cluster_id=ID_A))
+    assert run(capsys, BASE)["changed"] is False  # adopted, nothing written
+    assert [lb.tags for lb in cloud.lbs.values()] == [["carina-cluster-id:" + ID_A]]
+    gone = run(capsys, ABSENT)
+    assert gone["changed"] is True and cloud.lbs == {}
