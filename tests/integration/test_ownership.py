@@ -21,7 +21,8 @@ from tests.helpers import ROOT, docker, env, owned_objects, wait_until
 
 NAME = "it-own"
 SUBNET = "198.18.231.0/24"
-CLUSTERS = (NAME,)
+OTHER = "it-own-x"  # never has hosts: only its state folder is used
+CLUSTERS = (NAME, OTHER)
 
 
 def playbook(name: str, home: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -145,3 +146,28 @@ def test_a_run_killed_mid_way_leaves_a_lock_the_next_run_takes(first):
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert holder(home) == {}
     assert swarm_nodes(home) == [f"{NAME}-manager-1 Ready", f"{NAME}-worker-1 Ready"]
+
+
+def test_a_delete_removes_only_what_carina_put_in_a_state_folder(tmp_path):
+    """carina_state_dir may name any folder (a survey variable): a delete never removes it whole."""
+    folder = tmp_path / "mine"
+    (folder / "docs").mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine\n")
+    (folder / "pki").mkdir()
+    (folder / "cluster.json").write_text(json.dumps({"name": OTHER, "coe": "swarm", "provider": "local"}))
+    proc = subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={OTHER}",
+                           "-e", f"carina_state_dir={folder}"], cwd=ROOT, env=env() | {"ANSIBLE_NOCOLOR": "1"},
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert sorted(p.name for p in folder.iterdir()) == ["docs", "notes.txt"]
+    assert (folder / "notes.txt").read_text() == "mine\n"
+
+
+def test_a_damaged_record_does_not_block_the_delete(first):
+    home, _ = first
+    (home / "clusters" / NAME / "cluster.json").write_text("{not json")
+    proc = playbook("delete", home)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert "finds the cluster by its labels" in proc.stdout + proc.stderr
+    assert not any(owned_objects(NAME).values()), owned_objects(NAME)
+    assert not (home / "clusters" / NAME).exists()

@@ -18,7 +18,8 @@ description:
     folder, key and PKI paths, the contract).
   - When the cluster's state folder already holds a record (C(cluster.json)), a create with other
     counts is refused, pointing at the scale playbook; the same spec passes, so a create can be
-    run again. A record of an older schema is read through its migration.
+    run again. A record of an older schema is read through its migration. A record that cannot be
+    read fails every operation but V(delete), which goes on without it (with a warning).
   - Changes nothing; safe in check mode.
 author:
   - rax.carina developers (@rax-carina)
@@ -358,7 +359,11 @@ def main():
     try:
         recorded = read_record(state_dir)
     except ValueError as exc:
-        module.fail_json(msg=str(exc))
+        if p["operation"] != "delete":
+            module.fail_json(msg=str(exc))
+        # A damaged record never blocks a delete: the cluster is found by its labels and cloud metadata.
+        module.warn("%s; the delete finds the cluster by its labels and cloud metadata" % exc)
+        recorded = {}
     coe = (recorded.get("coe") if p["operation"] == "delete" else None) or p["coe"] or recorded.get("coe") \
         or rules.default_coe(p["contracts"])
     contract = p["contracts"].get(coe)
