@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -69,6 +70,24 @@ def static_hosts(inventory: Path) -> dict:
     found["vip"] = next((str(hostvars[h]["carina_vip"]) for h in found["master"]
                          if (hostvars.get(h) or {}).get("carina_vip")), "")
     return found
+
+
+BUNDLE_MARK = ".carina-bundle"  # in an exported bundle: the name of the cluster it belongs to
+
+
+def write_file(path: Path, data: bytes, mode: int) -> None:
+    """Write through a temporary file created with `mode`, renamed over path (which replaces a link, never
+    writes through it)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".carina-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def process_start(pid: int) -> str:
@@ -269,18 +288,37 @@ class Client:
         return self._bundle(name)[1]
 
     def credentials(self, name: str, path: Path) -> Path:
-        """Copy the bundle into path (created 0700; private files 0600), its shell files pointing there."""
+        """Copy the bundle into path (created 0700; private files 0600), its shell files pointing there.
+
+        Never through a symbolic link, never into the cluster's own state folder, and never over a file
+        carina did not write: a folder is carina's to rewrite once it holds the marker of an export of
+        the same cluster (BUNDLE_MARK).
+        """
         coe, src = self._bundle(name)
-        path = Path(path).expanduser().resolve()
+        path = Path(path).expanduser().absolute()
+        if path.is_symlink():
+            raise CarinaError(f"{path} is a symbolic link; export into a real folder")
+        if path.exists() and not path.is_dir():
+            raise CarinaError(f"{path} exists and is not a folder")
+        real, state = path.resolve(), src.resolve()
+        if real == state or state in real.parents:
+            raise CarinaError(f"{path} is cluster {name}'s own state folder; export the bundle somewhere else")
+        mark = path / BUNDLE_MARK
+        ours = mark.is_file() and not mark.is_symlink() and mark.read_text(errors="replace").strip() == name
+        items = coe.bundle_files()
+        for item in [BUNDLE_MARK, *items]:
+            target = path / item
+            if target.is_symlink():
+                raise CarinaError(f"{target} is a symbolic link; carina writes no file through a link")
+            if target.exists() and not ours:
+                raise CarinaError(f"{target} exists and carina did not write it; export into an empty folder "
+                                  f"or one an earlier export of {name} made")
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         secret = set(coe.secret_files())
-        for item in coe.bundle_files():
+        write_file(mark, f"{name}\n".encode(), 0o644)
+        for item in items:
             data = (src / item).read_bytes().replace(str(src).encode(), str(path).encode())
-            mode = 0o600 if item in secret else 0o644
-            fd = os.open(path / item, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            (path / item).chmod(mode)
+            write_file(path / item, data, 0o600 if item in secret else 0o644)
         return path
 
     def env(self, name: str, shell: str = "bash") -> str:

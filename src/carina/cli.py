@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
 
-from carina import __version__, coes, planning
+from carina import __version__, coes, paths, planning
 from carina.api import CarinaError, Client
 from carina.store import RUN_ACTIVE, Conflict, Run
 
@@ -353,12 +355,26 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.func(Client(), args)
+        code = args.func(Client(), args)
+        sys.stdout.flush()
+        return code
     except (CarinaError, Conflict) as exc:
         print(f"carina: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_DETACHED
+    except BrokenPipeError:
+        # The reader went away (`carina ls | head -1`): say so once; nothing more goes to stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("carina: the output was closed before carina had written it all", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"carina: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
+    except sqlite3.Error as exc:
+        print(f"carina: the store in {paths.home()} cannot be used: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

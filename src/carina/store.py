@@ -180,10 +180,27 @@ class Conflict(Exception):
     """The action cannot start: the name is taken, or another run is under way."""
 
 
+def usable(home: Path) -> None:
+    """CARINA_HOME exists (made 0700 when its parent does) and carina can write in it; else one clear CarinaError."""
+    if home.exists() and not home.is_dir():
+        raise CarinaError(f"CARINA_HOME {home} is not a folder")
+    if not home.exists():
+        if not home.parent.is_dir():
+            raise CarinaError(f"CARINA_HOME {home}: its parent folder {home.parent} does not exist; make it first")
+        try:
+            home.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise CarinaError(f"CARINA_HOME {home} cannot be made: {exc.strerror}") from exc
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise CarinaError(f"CARINA_HOME {home} is not writable by this user")
+
+
 class Store:
     def __init__(self, home: Path):
         self.home = Path(home)
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        usable(self.home)
         self.path = self.home / "carina.db"
         # Switching an old database to WAL while others open it can answer "database is locked"
         # without waiting (SQLite skips the busy handler there): try again a few times.
@@ -199,10 +216,19 @@ class Store:
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise CarinaError(f"cannot open {self.path}: {exc}") from exc
         db.row_factory = sqlite3.Row
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError as exc:
+                if "locked" in str(exc):
+                    raise
+                raise CarinaError(f"{self.path} is not a carina store ({exc}); move it away (carina then starts "
+                                  f"a new one, without the clusters it knew) or put a backup back") from exc
             db.execute("PRAGMA busy_timeout=30000")
             yield db
         finally:

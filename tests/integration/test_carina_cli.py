@@ -10,6 +10,7 @@ import re
 import select
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -252,9 +253,15 @@ def test_cancel_stops_the_run_and_leaves_no_process(home):
 
 def test_wait_on_a_terminal_shows_a_bar_and_ctrl_c_detaches(home):
     primary, secondary = pty.openpty()
-    proc = subprocess.Popen(["carina", "create", "cpty", "--nodes", "0", "--subnet", "198.18.246.0/24", "--wait"],
+
+    # Started as a shell starts a foreground job: SIGINT as default (a test session started in the
+    # background inherits it ignored), the pty as the controlling terminal of its own session.
+    foreground = ("import fcntl, os, signal, sys, termios; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                  "fcntl.ioctl(0, termios.TIOCSCTTY, 0); os.execvp(sys.argv[1], sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", foreground, "carina", "create", "cpty", "--nodes", "0",
+                             "--subnet", "198.18.246.0/24", "--wait"],
                             env=os.environ | {"CARINA_HOME": str(home)}, stdin=secondary, stdout=secondary,
-                            stderr=secondary)
+                            stderr=secondary, start_new_session=True)
     os.close(secondary)
     seen = b""
     deadline = time.time() + 8
@@ -262,7 +269,7 @@ def test_wait_on_a_terminal_shows_a_bar_and_ctrl_c_detaches(home):
         ready, _, _ = select.select([primary], [], [], 0.5)
         if ready:
             seen += os.read(primary, 65536)
-    proc.send_signal(signal.SIGINT)
+    os.write(primary, b"\x03")  # Ctrl-C, typed on the terminal
     assert proc.wait(timeout=30) == 130, seen.decode(errors="replace")[-2000:]
     with contextlib.suppress(OSError):
         while select.select([primary], [], [], 0.5)[0]:

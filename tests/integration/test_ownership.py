@@ -95,13 +95,19 @@ def test_another_state_folder_neither_adopts_nor_deletes(first, homes):
     assert "made from another state folder" in proc.stdout and cluster_id in proc.stdout, proc.stdout[-4000:]
     assert ids() == before
     state = other / "clusters" / NAME
-    assert not (state / "ssh").exists() and not (state / "cluster.json").exists() and not (state / "pki").exists()
-    other_id = (state / "id").read_text().strip()
-    assert other_id != cluster_id
-    # The other state's delete leaves the first cluster as it is, and says so.
+    assert not state.exists(), "a refused create leaves no state folder, not even an id"
+    # The other state's delete (with no id) leaves the first cluster as it is, and says how to delete it.
     proc = playbook("delete", other)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert "another id than this state's" in proc.stdout + proc.stderr
+    assert "carry a cluster id and this run knows none" in proc.stdout + proc.stderr
+    assert ids() == before
+    assert not state.exists()
+    # A state folder with an id of its own: the same.
+    state.mkdir(parents=True)
+    (state / "id").write_text("b" * 32 + "\n")
+    proc = playbook("delete", other)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert f"another id than this state's {'b' * 32}" in proc.stdout + proc.stderr
     assert ids() == before
     assert not state.exists()
     assert swarm_nodes(home) == [f"{NAME}-manager-1 Ready", f"{NAME}-worker-1 Ready"]
@@ -163,8 +169,23 @@ def test_a_delete_removes_only_what_carina_put_in_a_state_folder(tmp_path):
     assert (folder / "notes.txt").read_text() == "mine\n"
 
 
-def test_a_damaged_record_does_not_block_the_delete(first):
-    home, _ = first
+def test_a_lost_state_deletes_nothing_that_carries_an_id_and_a_damaged_record_blocks_no_delete(first, tmp_path):
+    home, cluster_id = first
+    before = ids()
+    (home / "clusters" / NAME).rename(tmp_path / "saved")
+    proc = playbook("delete", home)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert f"give its id: -e carina_cluster_id={cluster_id}" in proc.stdout + proc.stderr
+    assert ids() == before
+    # Given the id, the delete with no state goes ahead.
+    proc = playbook("delete", tmp_path / "empty-home", "-e", f"carina_cluster_id={cluster_id}")
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert not any(owned_objects(NAME).values()), owned_objects(NAME)
+    # The state put back, a run makes the hosts again, with the same id.
+    (tmp_path / "saved").rename(home / "clusters" / NAME)
+    proc = playbook("create", home)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert set(ids().values()) == {f"{cluster_id} running"}
     (home / "clusters" / NAME / "cluster.json").write_text("{not json")
     proc = playbook("delete", home)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]

@@ -588,7 +588,7 @@ def test_env_and_credentials_follow_the_contract(client, tmp_path):
         client.env("c1", "tcsh")
     dest = client.credentials("c1", tmp_path / "bundle")
     assert sorted(p.name for p in dest.iterdir()) == sorted(
-        ["ca.pem", "cert.pem", "key.pem", "docker.env", "docker.fish", "docker.ps1", "docker.cmd"])
+        [".carina-bundle", "ca.pem", "cert.pem", "key.pem", "docker.env", "docker.fish", "docker.ps1", "docker.cmd"])
     assert (dest / "key.pem").stat().st_mode & 0o777 == 0o600
     assert (dest / "ca.pem").stat().st_mode & 0o777 == 0o644
     assert (dest / "docker.fish").read_text() == f"set -gx DOCKER_CERT_PATH '{dest}'\n"
@@ -643,7 +643,7 @@ def test_env_and_credentials_of_a_coe_with_a_config_file_follow_its_contract(cli
     assert client.env("k1") == f"export {var}={state}/{config}\n"
     assert client.env("k1", "fish") == f"set -gx {var} '{state}/{config}'\n"
     dest = client.credentials("k1", tmp_path / "bundle")
-    assert sorted(p.name for p in dest.iterdir()) == sorted(coe.bundle_files())
+    assert sorted(p.name for p in dest.iterdir()) == sorted([".carina-bundle", *coe.bundle_files()])
     modes = {p.name: p.stat().st_mode & 0o777 for p in dest.iterdir()}
     assert modes.pop(config) == modes.pop("key.pem") == 0o600  # the config file holds the client key
     assert set(modes.values()) == {0o644}
@@ -732,3 +732,83 @@ def test_a_retried_create_reuses_the_coe_options_and_a_scale_passes_none(client)
     _cluster, run = client.resize("k1", nodes=2)
     assert "carina_coe_options" not in extravars_of(client, run)  # the playbook takes them from the record
     assert client.get("k1").coe_options == {"node_cidr_mask": 26, "cluster_domain": "c.example"}
+
+
+# -- the CLI under bad conditions ------------------------------------------------------------------
+def one_line_error(capsys, argv):
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("carina: ") and "Traceback" not in err, err
+    return err
+
+
+def test_an_unusable_home_or_store_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("not a folder\n")
+    monkeypatch.setenv("CARINA_HOME", str(tmp_path / "file"))
+    assert "is not a folder" in one_line_error(capsys, ["ls"])
+    assert (tmp_path / "file").read_text() == "not a folder\n"
+    monkeypatch.setenv("CARINA_HOME", str(tmp_path / "nope" / "deeper"))
+    assert "its parent folder" in one_line_error(capsys, ["ls"])
+    assert not (tmp_path / "nope").exists()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "carina.db").write_bytes(b"garbage that is not SQLite" * 100)
+    monkeypatch.setenv("CARINA_HOME", str(tmp_path / "bad"))
+    assert "is not a carina store" in one_line_error(capsys, ["get", "c1"])
+    assert (tmp_path / "bad" / "carina.db").read_bytes() == b"garbage that is not SQLite" * 100
+
+
+def test_output_closed_early_is_one_line_and_exit_1(client, monkeypatch, capsys):
+    with client.store.transaction() as db:
+        for number in range(3):
+            client.store.put_cluster(db, Cluster(name=f"c{number}", status="CREATE_COMPLETE", coe="swarm",
+                                                 provider="local", masters=1, nodes=1))
+    read, write = os.pipe()
+    os.close(read)
+    saved = os.dup(1)
+    try:
+        with os.fdopen(write, "w") as closed:
+            monkeypatch.setattr(sys, "stdout", closed)
+            assert cli.main(["ls"]) == 1
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    err = capsys.readouterr().err
+    assert err == "carina: the output was closed before carina had written it all\n"
+
+
+def test_credentials_are_exported_through_no_link_and_over_no_file_carina_did_not_write(client, tmp_path):
+    client.create("c1")
+    state = fake_bundle(client.home, "c1")
+    client.store.update_cluster("c1", status="CREATE_COMPLETE", endpoint="198.18.7.2")
+    with pytest.raises(api.CarinaError, match="own state folder"):
+        client.credentials("c1", state)
+    with pytest.raises(api.CarinaError, match="own state folder"):
+        client.credentials("c1", state / "pki")
+    assert (state / "ca.pem").read_text() == "PEM ca.pem\n"
+    # A folder with someone's file of the same name.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "ca.pem").write_text("my own CA\n")
+    with pytest.raises(api.CarinaError, match="carina did not write it"):
+        client.credentials("c1", theirs)
+    assert (theirs / "ca.pem").read_text() == "my own CA\n" and sorted(p.name for p in theirs.iterdir()) == ["ca.pem"]
+    # A link where a bundle file goes, and a link as the folder.
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (tmp_path / "target").write_text("precious\n")
+    (linked / "key.pem").symlink_to(tmp_path / "target")
+    with pytest.raises(api.CarinaError, match="symbolic link"):
+        client.credentials("c1", linked)
+    (tmp_path / "folder-link").symlink_to(theirs)
+    with pytest.raises(api.CarinaError, match="symbolic link"):
+        client.credentials("c1", tmp_path / "folder-link")
+    assert (tmp_path / "target").read_text() == "precious\n"
+    # An export may be done again into its own folder, not by another cluster.
+    dest = client.credentials("c1", tmp_path / "bundle")
+    (state / "ca.pem").write_text("PEM ca.pem rotated\n")
+    assert client.credentials("c1", dest) == dest and (dest / "ca.pem").read_text() == "PEM ca.pem rotated\n"
+    client.create("c2")
+    fake_bundle(client.home, "c2")
+    client.store.update_cluster("c2", status="CREATE_COMPLETE", endpoint="198.18.7.3")
+    with pytest.raises(api.CarinaError, match="carina did not write it"):
+        client.credentials("c2", dest)

@@ -74,8 +74,13 @@ class CarinaOpenStackModule:
     def refuse_other_id(self, cluster, cluster_id, found, touched="Nothing was changed"):
         """Fail, before anything changes, when what carries the cluster's name carries another id
         (found: {id: what carries it}; '' for objects made before ids): a cluster of that name made
-        from another state folder."""
-        others = sorted(set(found) - {"", cluster_id}) if cluster_id else []
+        from another state folder. With no id known (cluster_id ''), any id is another."""
+        others = sorted(set(found) - {"", cluster_id})
+        if others and not cluster_id:
+            self.fail("cluster %s on the cloud has id %s (%s carries it), and this run knows no id (its state folder "
+                      "has none). %s. If that cluster is yours and its state is lost, give its id: "
+                      "-e carina_cluster_id=%s" % (cluster, others[0], found[others[0]], touched, others[0]),
+                      other_id=others[0])
         if others:
             self.fail("cluster %s on the cloud has id %s (%s carries it), not this state's %s: it was made from "
                       "another state folder. %s. Choose another name, or delete it from the state folder that "

@@ -53,6 +53,14 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  id:
+    description:
+      - The id to keep when the state folder has none yet (what an earlier call in check mode returned, so
+        that the checks in between saw the id the cluster gets). Left out, a new one is made.
+      - When the state folder already has another id, the module fails.
+      - With O(operation=delete) and a state folder with no id (lost), the id of the cluster to delete.
+    type: str
+    default: ""
   holder_pid:
     description:
       - The process whose life the lock lasts. Left out, the C(ansible-playbook) process that runs the module.
@@ -60,12 +68,18 @@ options:
 """
 
 EXAMPLES = r"""
-- name: Take the cluster's lock
+- name: Read the cluster's id (or pick one) and see that no other run holds the lock, writing nothing
   rax.carina.cluster_lock:
     name: "{{ carina_cluster.name }}"
     state_dir: "{{ carina_cluster.state_dir }}"
-    operation: create
+  check_mode: true
   register: carina_lock
+
+- name: Once every check passed - keep that id and take the lock
+  rax.carina.cluster_lock:
+    name: "{{ carina_cluster.name }}"
+    state_dir: "{{ carina_cluster.state_dir }}"
+    id: "{{ carina_lock.id }}"
 
 - name: Give the lock back
   rax.carina.cluster_lock:
@@ -209,6 +223,7 @@ def main():
             state_dir=dict(type="path", required=True),
             operation=dict(type="str", choices=["create", "scale", "delete"], default="create"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
+            id=dict(type="str", default=""),
             holder_pid=dict(type="int"),
         ),
         supports_check_mode=True,
@@ -234,9 +249,16 @@ def main():
     if cluster_id and not ID_PATTERN.match(cluster_id):
         module.fail_json(msg="%s holds %r, which is not a cluster id (32 hexadecimal digits); put the right id "
                          "back or remove the file" % (os.path.join(state_dir, "id"), cluster_id[:64]), **result)
+    if p["id"] and not ID_PATTERN.match(p["id"]):
+        module.fail_json(msg="id %r is not a cluster id (32 hexadecimal digits)" % p["id"][:64], **result)
+    if cluster_id and p["id"] and p["id"] != cluster_id:
+        module.fail_json(msg="%s holds id %s, not %s: another run made this state folder meanwhile; run again"
+                         % (os.path.join(state_dir, "id"), cluster_id, p["id"]), **result)
+    if not cluster_id and p["operation"] == "delete":
+        cluster_id = p["id"]  # a delete whose state is lost names the id it deletes; nothing is kept
     new_id = not cluster_id and p["operation"] != "delete"
     if new_id:
-        cluster_id = uuid.uuid4().hex
+        cluster_id = p["id"] or uuid.uuid4().hex
         result["changed"] = True
     result["holder"] = acquire(module, path, me, result)
     if new_id and not module.check_mode:

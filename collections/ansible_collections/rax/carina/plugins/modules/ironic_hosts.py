@@ -55,7 +55,9 @@ options:
         descriptions of their ports.
       - Nodes marked with the cluster's name and another id are never adopted, changed nor released - the
         module fails naming both ids. Nodes with no id (marked before ids) are adopted and given the id.
-      - Empty (an unknown id, for example a delete whose state is gone) finds the cluster by its name alone.
+      - Empty (an unknown id, for example a delete whose state is gone) finds the cluster by its name, but
+        only objects with no id (made by a release without ids); one with an id is refused, and the message
+        names the id to give.
     type: str
     default: ""
     version_added: 0.6.0

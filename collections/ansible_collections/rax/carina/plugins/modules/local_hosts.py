@@ -46,7 +46,8 @@ options:
         made from another state folder. With O(state=present) the module then fails before it changes
         anything; with O(state=absent) it leaves them alone. Objects with no id (made by a release
         without ids) are taken as the cluster's.
-      - Empty (an unknown id, for example a delete whose state is gone) finds the cluster by its name alone.
+      - Empty (an unknown id, for example a delete whose state is gone) takes only objects with no id
+        (made by a release without ids); objects with an id are refused, or left alone by O(state=absent).
     type: str
     default: ""
     version_added: 0.6.0
@@ -335,9 +336,7 @@ class LocalHosts:
 
     # -- validation (before anything is created) ------------------------------------------
     def check_owner(self):
-        """Fail when what carries the cluster's name carries another cluster's id."""
-        if not self.cluster_id:
-            return
+        """Fail when what carries the cluster's name carries another cluster's id (any id, when none is known)."""
         found = {}
         for summary in self.api.containers(all=True, filters=self.cluster_filter()):
             found.setdefault((summary.get("Labels") or {}).get(LABEL_ID) or "", summary["Names"][0].lstrip("/"))
@@ -673,24 +672,27 @@ class LocalHosts:
     def ours(self, labels):
         """Whether an object labelled with the cluster's name is this cluster's (not another state folder's)."""
         other = (labels or {}).get(LABEL_ID) or ""
-        return not (self.cluster_id and other and other != self.cluster_id)
+        return not other or other == self.cluster_id
 
     def absent(self):
         """Remove the cluster's objects; those with another cluster's id stay, and are reported as kept."""
-        kept = []
-        names = []
+        kept, names, kept_ids = [], [], set()
         for name, summary in sorted(self.existing_containers().items()):
             (names if self.ours(summary.get("Labels")) else kept).append(name)
+            if not self.ours(summary.get("Labels")):
+                kept_ids.add(summary["Labels"][LABEL_ID])
         removed = list(names)
         if not self.module.check_mode:
             with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
                 list(pool.map(self.remove_container, names))
         volumes = (self.api.volumes(filters=self.cluster_filter()) or {}).get("Volumes") or []
         kept += [v["Name"] for v in volumes if not self.ours(v.get("Labels"))]
+        kept_ids.update(v["Labels"][LABEL_ID] for v in volumes if not self.ours(v.get("Labels")))
         removed.extend(self.remove_volumes({v["Name"] for v in volumes if self.ours(v.get("Labels"))}))
         for net in self.api.networks(filters=self.cluster_filter()):
             if not self.ours(net.get("Labels")):
                 kept.append(net["Name"])
+                kept_ids.add(net["Labels"][LABEL_ID])
                 continue
             if not self.module.check_mode:
                 with contextlib.suppress(NotFound):
@@ -699,10 +701,14 @@ class LocalHosts:
         self.result["removed"] = removed
         self.result["kept"] = kept
         self.result["changed"] = bool(removed)
-        if kept:
+        if kept and self.cluster_id:
             self.module.warn("left %s alone: they carry another id than this state's %s, so they belong to another "
                              "cluster named %s (made from another state folder)"
                              % (", ".join(kept), self.cluster_id, self.cluster))
+        elif kept:
+            self.module.warn("left %s alone: they carry a cluster id and this run knows none (its state folder has "
+                             "none). If cluster %s is yours and its state is lost, give its id: -e carina_cluster_id=%s"
+                             % (", ".join(kept), self.cluster, " or ".join(sorted(kept_ids))))
 
 
 def main():

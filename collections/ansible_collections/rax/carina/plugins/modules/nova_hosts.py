@@ -67,7 +67,9 @@ options:
       - Servers and security groups that carry the cluster's name and another id are never adopted,
         changed nor deleted - the module fails naming both ids. Those with no id (made before ids) are
         adopted and given the id (server metadata and security group description updates).
-      - Empty (an unknown id, for example a delete whose state is gone) finds the cluster by its name alone.
+      - Empty (an unknown id, for example a delete whose state is gone) finds the cluster by its name, but
+        only objects with no id (made by a release without ids); one with an id is refused, and the message
+        names the id to give.
     type: str
     default: ""
     version_added: 0.6.0
@@ -386,8 +388,6 @@ class NovaHosts(CarinaOpenStackModule):
         state folder)."""
         self.check_cluster_id(self.cluster_id)
         servers = self.servers()
-        if not self.cluster_id:
-            return servers
         found = {}
         for server in servers:
             found.setdefault((server.metadata or {}).get(META_CLUSTER_ID) or "", "server %s" % server.name)

@@ -54,7 +54,9 @@ options:
         everything the module makes under it as the tag C(carina-cluster-id:<cluster_id>).
       - A load balancer of the name tagged with another id is never adopted, changed nor deleted - the
         module fails naming both ids. One with no such tag (made before ids) is adopted and tagged.
-      - Empty (an unknown id, for example a delete whose state is gone) finds the load balancer by its name alone.
+      - Empty (an unknown id, for example a delete whose state is gone) finds the cluster by its name, but
+        only objects with no id (made by a release without ids); one with an id is refused, and the message
+        names the id to give.
     type: str
     default: ""
     version_added: 0.6.0

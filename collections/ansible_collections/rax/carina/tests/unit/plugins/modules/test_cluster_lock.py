@@ -87,3 +87,18 @@ def test_a_record_s_id_is_read_and_a_damaged_id_refused(tmp_path, capsys):
 def test_without_ansible_playbook_above_it_says_so(tmp_path, capsys):
     refused = run_module(cluster_lock.main, capsys, {"name": "demo", "state_dir": str(tmp_path / "demo")})
     assert refused["failed"] and "no ansible-playbook process" in refused["msg"]
+
+
+def test_the_id_a_check_picked_is_the_one_kept(tmp_path, capsys):
+    picked = lock(tmp_path, capsys, check_mode=True)["id"]
+    assert not (tmp_path / "demo").exists()
+    kept = lock(tmp_path, capsys, id=picked)
+    assert kept["id"] == picked and (tmp_path / "demo" / "id").read_text() == picked + "\n"
+    refused = lock(tmp_path, capsys, id="b" * 32)
+    assert refused["failed"] and "another run made this state folder meanwhile" in refused["msg"]
+
+
+def test_a_delete_with_its_state_lost_uses_the_id_given_and_keeps_nothing(tmp_path, capsys):
+    deleted = lock(tmp_path, capsys, operation="delete", id="c" * 32)
+    assert deleted["id"] == "c" * 32 and not deleted["changed"]
+    assert not (tmp_path / "demo" / "id").exists()

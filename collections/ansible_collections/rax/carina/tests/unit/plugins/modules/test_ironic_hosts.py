@@ -222,10 +222,15 @@ def test_nodes_marked_before_ids_are_adopted_and_given_the_id(cloud, capsys):
     assert all(n.extra == {} for n in cloud.nodes.values())
 
 
-def test_an_empty_id_finds_the_nodes_by_the_cluster_name(cloud, capsys):
+def test_with_no_id_known_a_cluster_with_an_id_is_refused_until_its_id_is_given(cloud, capsys):
     run(capsys, dict(BASE, cluster_id=ID_A))
-    assert run(capsys, BASE)["changed"] is False
-    gone = run(capsys, ABSENT)
+    before = {n.id: dict(n.extra) for n in cloud.nodes.values()}
+    for args in (BASE, ABSENT):
+        refused = run(capsys, args)
+        assert refused["failed"] and refused["other_id"] == ID_A, refused
+        assert "this run knows no id" in refused["msg"] and f"-e carina_cluster_id={ID_A}" in refused["msg"]
+    assert {n.id: dict(n.extra) for n in cloud.nodes.values()} == before
+    gone = run(capsys, dict(ABSENT, cluster_id=ID_A))
     assert gone["released"] == ["demo-worker-1", "demo-worker-2"]
     assert all(n.extra == {} and n.provision_state == "available" for n in cloud.nodes.values())
     assert cloud.ports == {}

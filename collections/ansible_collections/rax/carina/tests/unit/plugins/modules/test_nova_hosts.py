@@ -520,13 +520,17 @@ def test_absent_with_the_id_removes_a_cluster_made_before_ids(cloud, capsys):
     assert cloud.servers == {} and cloud.security_groups == {} and cloud.keypairs == {} and cloud.server_groups == {}
 
 
-def test_an_empty_id_finds_the_cluster_by_its_name(cloud, capsys):
+def test_with_no_id_known_a_cluster_with_an_id_is_refused_until_its_id_is_given(cloud, capsys):
     run(capsys, dict(ROLE, cluster_id=ID_A))
     run(capsys, dict(ROLE, cluster_id=ID_A, role="worker", count=1))
-    again = run(capsys, ROLE)  # cluster_id "": adopts, writes nothing
-    assert again["changed"] is False, again
+    names = sorted(s.name for s in cloud.servers.values())
+    for args in (ROLE, ABSENT):
+        refused = run(capsys, args)
+        assert refused["failed"] and refused["other_id"] == ID_A, refused
+        assert "this run knows no id" in refused["msg"] and f"-e carina_cluster_id={ID_A}" in refused["msg"]
+    assert sorted(s.name for s in cloud.servers.values()) == names
     assert {s.metadata["carina_cluster_id"] for s in cloud.servers.values()} == {ID_A}
-    result = run(capsys, ABSENT)
+    result = run(capsys, dict(ABSENT, cluster_id=ID_A))
     assert result["changed"] is True, result
     assert cloud.deleted_groups == ["carina-demo-manager", "carina-demo-worker", "carina-demo"]
     assert cloud.servers == {} and cloud.security_groups == {} and cloud.keypairs == {} and cloud.server_groups == {}

@@ -265,9 +265,12 @@ def test_absent_with_the_id_deletes_a_load_balancer_made_before_ids(cloud, capsy
     assert gone["changed"] is True and cloud.lbs == {}
 
 
-def test_an_empty_id_finds_the_load_balancer_by_its_name(cloud, capsys):
+def test_with_no_id_known_a_load_balancer_with_an_id_is_refused_until_its_id_is_given(cloud, capsys):
     run(capsys, dict(BASE, cluster_id=ID_A))
-    assert run(capsys, BASE)["changed"] is False  # adopted, nothing written
+    for args in (BASE, ABSENT):
+        refused = run(capsys, args)
+        assert refused["failed"] and refused["other_id"] == ID_A, refused
+        assert "this run knows no id" in refused["msg"] and f"-e carina_cluster_id={ID_A}" in refused["msg"]
     assert [lb.tags for lb in cloud.lbs.values()] == [["carina-cluster-id:" + ID_A]]
-    gone = run(capsys, ABSENT)
+    gone = run(capsys, dict(ABSENT, cluster_id=ID_A))
     assert gone["changed"] is True and cloud.lbs == {}
