@@ -205,9 +205,16 @@ def test_masters_on_nova_workers_on_ironic(cloud, home):
     assert sorted(n.extra["carina_name"] for n in used) == ["os-mixed-worker-1", "os-mixed-worker-2"]
     assert all(n.provision_state == "active" for n in used)
 
-    # Delete finds everything from the cloud's records even when the local state is gone.
+    # Delete finds everything from the cloud's records even when the local state is gone, once it is given
+    # the cluster's id (which the refusal names): with no id, nothing that carries one is deleted.
+    cluster_id = (home / "clusters" / "os-mixed" / "id").read_text().strip()
     shutil.rmtree(home / "clusters" / "os-mixed")
     proc = playbook("delete", home, "os-mixed", "-e", "carina_provider=openstack", "-e", "carina_cloud=devstack-admin")
+    said = " ".join((proc.stdout + proc.stderr).split())  # the messages, unwrapped
+    assert proc.returncode != 0 and f"-e carina_cluster_id={cluster_id}" in said, proc.stdout[-3000:]
+    assert all(admin.baremetal.get_node(n.id).provision_state == "active" for n in used)
+    proc = playbook("delete", home, "os-mixed", "-e", "carina_provider=openstack", "-e", "carina_cloud=devstack-admin",
+                    "-e", f"carina_cluster_id={cluster_id}")
     assert proc.returncode == 0, proc.stdout[-3000:]
     for used_node in used:
         node = admin.baremetal.get_node(used_node.id)
