@@ -165,7 +165,7 @@ def started(client: Client, args, cluster, run) -> int:
 def cmd_create(client: Client, args) -> int:
     openstack = {key: getattr(args, key) for key in ("cloud", "flavor", "master_flavor", "fixed_network",
                                                      "fixed_subnet", "external_network", "master_server_type",
-                                                     "server_type", "resource_class") if getattr(args, key)}
+                                                     "server_type", "resource_class", "ssh_cidr") if getattr(args, key)}
     if args.floating_ip:
         openstack["floating_ip_enabled"] = True
     cluster, run = client.create(args.name, coe=args.coe, masters=args.masters, nodes=args.nodes,
@@ -291,6 +291,8 @@ def add_create_options(p: argparse.ArgumentParser, coe_names: list[str] | None,
     os_group.add_argument("--master-server-type", choices=["vm", "bm"], help="masters on Nova (vm) or Ironic (bm)")
     os_group.add_argument("--server-type", choices=["vm", "bm"], help="workers on Nova (vm) or Ironic (bm)")
     os_group.add_argument("--resource-class", help="resource class of bare metal nodes (baremetal)")
+    os_group.add_argument("--ssh-cidr", help="who may reach the hosts' SSH port, as a CIDR (0.0.0.0/0); the "
+                                             "controller must be inside it")
     p.add_argument("--extra-san", action="append", default=[], help="more names/addresses in master certificates")
     p.add_argument("--option", "-O", action="append", default=[], type=option_pair, metavar="NAME=VALUE",
                    help="an option of the COE, typed by its contract (repeatable; an unknown NAME is refused with "

@@ -231,7 +231,8 @@ def test_kubernetes_on_nova_behind_octavia(cloud, home):
     conn = cloud["demo"]
     started = time.time()
     proc = playbook("create", home, "os-kube", "-e", "carina_provider=openstack", "-e", "carina_cloud=devstack",
-                    "-e", "carina_coe=kubernetes", "-e", "carina_masters=3", "-e", "carina_nodes=1")
+                    "-e", "carina_coe=kubernetes", "-e", "carina_masters=3", "-e", "carina_nodes=1",
+                    "-e", "carina_ssh_cidr=198.18.0.0/15")
     assert proc.returncode == 0, proc.stdout[-6000:]
     print(f"Kubernetes create on Nova took {time.time() - started:.1f}s")
     bundle = home / "clusters" / "os-kube"
@@ -273,6 +274,8 @@ def test_kubernetes_on_nova_behind_octavia(cloud, home):
              for r in conn.network.security_group_rules(security_group_id=g.id)]
     api = [r for r in rules if r.port_range_min == 6443]
     assert api and all(r.remote_ip_prefix == "0.0.0.0/0" for r in api)
+    ssh = [r for r in rules if r.port_range_min == 22]
+    assert ssh and all(r.remote_ip_prefix == "198.18.0.0/15" for r in ssh), ssh
     for port in (2379, 2380, 10250):
         inside = [r for r in rules if r.port_range_min == port]
         assert inside and all(r.remote_group_id and not r.remote_ip_prefix for r in inside), (port, inside)

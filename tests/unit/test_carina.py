@@ -260,6 +260,10 @@ def test_openstack_options_become_extravars(client):
     assert extravars["carina_provider"] == "openstack"
     assert extravars["carina_cloud"] == "devstack" and extravars["carina_server_type"] == "bm"
     assert extravars["carina_floating_ip_enabled"] is True
+    _cluster, run = client.create("os4", provider="openstack", openstack={"ssh_cidr": "198.19.250.0/24"})
+    assert json.loads(client.store.get_run(run.id).params)["extravars"]["carina_ssh_cidr"] == "198.19.250.0/24"
+    with pytest.raises(api.CarinaError, match="ssh_cidr 'anywhere': give an IPv4 network"):
+        client.create("os5", provider="openstack", openstack={"ssh_cidr": "anywhere"})
     with pytest.raises(api.CarinaError, match="choose vm"):
         client.create("os2", provider="openstack", openstack={"server_type": "metal"})
     with pytest.raises(api.CarinaError, match="need --provider openstack"):

@@ -34,7 +34,8 @@ RECORD_SCHEMA = 1
 
 OPENSTACK_DEFAULTS = dict(cloud=None, flavor="m1.small", master_flavor=None, fixed_network="private",
                           fixed_subnet="private-subnet", external_network="public", floating_ip_enabled=False,
-                          master_server_type="vm", server_type="vm", resource_class="baremetal")
+                          master_server_type="vm", server_type="vm", resource_class="baremetal",
+                          ssh_cidr="0.0.0.0/0")
 SERVER_TYPES = ("vm", "bm")
 # Providers whose hosts exist already and are named by the inventory (groups of masters and workers).
 INVENTORY_PROVIDERS = ("static",)
@@ -252,6 +253,16 @@ def provider_problems(provider, options):
         for key in ("master_server_type", "server_type"):
             if options.get(key) not in SERVER_TYPES:
                 problems.append("%s %r: choose vm (Nova) or bm (Ironic)" % (key, options.get(key)))
+        for key in ("ssh_cidr",):
+            value = options.get(key, OPENSTACK_DEFAULTS[key])
+            try:
+                net = ipaddress.ip_network(str(value), strict=True)
+            except ValueError:
+                problems.append("%s %r: give an IPv4 network in CIDR form, address/prefix "
+                                "(0.0.0.0/0 is anywhere)" % (key, value))
+                continue
+            if net.version != 4:
+                problems.append("%s %s: give an IPv4 network" % (key, value))
         unknown = sorted(set(options) - set(OPENSTACK_DEFAULTS))
         if unknown:
             problems.append("unknown openstack options %s; known: %s" % (

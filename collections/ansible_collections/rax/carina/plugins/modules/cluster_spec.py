@@ -147,6 +147,11 @@ options:
       resource_class:
         description: Resource class of the bare metal nodes (default V(baremetal)).
         type: str
+      ssh_cidr:
+        description:
+          - Who may reach the hosts' SSH port (22), as an IPv4 CIDR; the controller must be inside it
+            (default V(0.0.0.0/0), anywhere). The cluster's internal ports are open only to its own hosts.
+        type: str
   extra_sans:
     description: More names and addresses put into the masters' server certificates (IP addresses or DNS names).
     type: list
@@ -308,6 +313,7 @@ OPENSTACK_OPTIONS = dict(
     master_server_type=dict(type="str", choices=list(rules.SERVER_TYPES)),
     server_type=dict(type="str", choices=list(rules.SERVER_TYPES)),
     resource_class=dict(type="str"),
+    ssh_cidr=dict(type="str"),
 )
 
 

@@ -1387,3 +1387,21 @@ def test_delete_is_not_held_up_by_options(optioned):
     """A delete goes ahead whatever options come with it: nothing is made from them."""
     out = planned(dict(name="demo", operation="delete", coe_options=dict(colour="red")), record(), optioned)
     assert out["operation"] == "delete"
+
+
+@pytest.mark.parametrize("value", ["198.19.250.0/24", "0.0.0.0/0", "198.18.0.7/32"])
+def test_ssh_cidr_is_an_ipv4_network(value):
+    options = spec.fill_openstack(dict(ssh_cidr=value), {})
+    assert options["ssh_cidr"] == value and spec.provider_problems("openstack", options) == []
+
+
+@pytest.mark.parametrize("value", ["anywhere", "198.18.0.7/16", "2001:db8::/32", ""])
+def test_a_bad_ssh_cidr_is_refused(value):
+    options = spec.fill_openstack(dict(ssh_cidr=value), {})
+    [problem] = spec.provider_problems("openstack", options)
+    assert problem.startswith("ssh_cidr ")
+
+
+def test_ssh_cidr_defaults_to_anywhere_then_keeps_the_recorded_one():
+    assert spec.fill_openstack({}, {})["ssh_cidr"] == "0.0.0.0/0"
+    assert spec.fill_openstack({}, {"openstack": {"ssh_cidr": "198.19.250.0/24"}})["ssh_cidr"] == "198.19.250.0/24"
