@@ -163,7 +163,7 @@ class Client:
     def create(self, name: str, *, coe: str | None = None, masters: int | None = None, nodes: int | None = None,
                provider: str = "local", subnet: str = "", extra_sans: list[str] | None = None,
                openstack: dict | None = None, inventory: str | Path | None = None,
-               coe_options: dict | None = None) -> tuple[Cluster, Run]:
+               coe_options: dict | None = None, allow_public_subnet: bool = False) -> tuple[Cluster, Run]:
         """Record the cluster CREATE_IN_PROGRESS and start its create run; counts left out come from the contract.
 
         The spec is judged by the collection's planning rules first: a refused spec raises CarinaError
@@ -180,7 +180,8 @@ class Client:
         given = self._coe_options(name, coe, coe_options)
         request = {"name": name, "coe": coe, "operation": "create", "masters": masters, "nodes": nodes,
                    "provider": provider, "openstack": openstack, "subnet": subnet, "extra_sans": extra_sans or [],
-                   "coe_options": given, **self._inventory_request(hosts)}
+                   "coe_options": given, "allow_public_subnet": allow_public_subnet,
+                   "machine_routes": planning.spec().machine_routes(), **self._inventory_request(hosts)}
         plan = self._plan(request)
         masters, nodes = plan["masters"], plan["nodes"]
         extravars = {"carina_name": name, "carina_coe": coe, "carina_masters": masters, "carina_nodes": nodes,
@@ -188,6 +189,8 @@ class Client:
         extravars.update((f"carina_{key}", value) for key, value in openstack.items())
         if subnet:
             extravars["carina_subnet"] = subnet
+        if allow_public_subnet:
+            extravars["carina_allow_public_subnet"] = True
         if given:
             extravars["carina_coe_options"] = given
         self._unlocked(name)

@@ -171,7 +171,8 @@ def cmd_create(client: Client, args) -> int:
     cluster, run = client.create(args.name, coe=args.coe, masters=args.masters, nodes=args.nodes,
                                  provider=args.provider, subnet=args.subnet or "", extra_sans=args.extra_san,
                                  openstack=openstack or None, inventory=args.inventory,
-                                 coe_options=dict(args.option) or None)
+                                 coe_options=dict(args.option) or None,
+                                 allow_public_subnet=args.allow_public_subnet)
     return started(client, args, cluster, run)
 
 
@@ -277,7 +278,9 @@ def add_create_options(p: argparse.ArgumentParser, coe_names: list[str] | None,
     p.add_argument("--masters", type=int, help="masters, by the COE's rules (its contract gives the default)")
     p.add_argument("--nodes", type=int, help="workers (its contract gives the default)")
     p.add_argument("--provider", default="local", choices=providers, help="where hosts come from")
-    p.add_argument("--subnet", help="local: network of the cluster (default: a free /24 of 198.18.0.0/16)")
+    p.add_argument("--subnet", help="local: network of the cluster (default: a free /24 of 198.18.0.0/16); a "
+                                    "private range the machine does not route")
+    p.add_argument("--allow-public-subnet", action="store_true", help="accept a public range as --subnet")
     p.add_argument("--inventory", metavar="PATH",
                    help="static: Ansible inventory whose groups masters and workers (and lb) name the hosts")
     os_group = p.add_argument_group("provider openstack")

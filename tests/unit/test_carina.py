@@ -816,3 +816,17 @@ def test_credentials_are_exported_through_no_link_and_over_no_file_carina_did_no
     client.store.update_cluster("c2", status="CREATE_COMPLETE", endpoint="198.18.7.3")
     with pytest.raises(api.CarinaError, match="carina did not write it"):
         client.credentials("c2", dest)
+
+
+def test_a_subnet_that_is_public_or_routed_is_refused_before_anything_is_recorded(client, monkeypatch):
+    with pytest.raises(api.CarinaError, match="is not a private range"):
+        client.create("pub", subnet="100.128.0.0/24")
+    with pytest.raises(api.CarinaError, match="is loopback"):
+        client.create("lo", subnet="127.1.0.0/24", allow_public_subnet=True)
+    spec = api.planning.spec()
+    monkeypatch.setattr(spec, "machine_routes", lambda: [("198.19.128.0/17", "eth7")])
+    with pytest.raises(api.CarinaError, match="which this machine routes through eth7"):
+        client.create("routed", subnet="198.19.130.0/24")
+    assert client.list() == [] and client.spawned == []
+    _cluster, run = client.create("pub", subnet="100.128.0.0/24", allow_public_subnet=True)
+    assert json.loads(client.store.get_run(run.id).params)["extravars"]["carina_allow_public_subnet"] is True

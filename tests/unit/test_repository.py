@@ -29,6 +29,8 @@ def test_test_addresses_stay_in_198_18_0_0_15():
                                 "collections/")):
             continue
         for lineno, line in enumerate((ROOT / name).read_text(errors="replace").splitlines(), 1):
+            if name.endswith("plugins/module_utils/spec.py") and line.rstrip().endswith("# named ranges, not traffic"):
+                continue  # the subnet rules name the ranges they judge; no test sends anything there
             for match in IPV4.findall(line):
                 try:
                     addr = ipaddress.ip_address(match)

@@ -13,6 +13,7 @@ path. A COE's own rules (master counts, words, supported operations) come from i
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 
 # Providers that exist (roles provider_<name>).
@@ -143,6 +144,72 @@ def subnet_problems(subnet, hosts_needed):
         return ["subnet %s has room for %d hosts, the cluster needs %d: use a larger subnet"
                 % (subnet, room, hosts_needed)]
     return []
+
+
+# Ranges a cluster's own network may use without an override: RFC 1918, shared address space
+# (RFC 6598) and the benchmarking range (RFC 2544), where carina's tests live. The lines that name
+# ranges carry the marker the repository's address rule knows (they name rules, not test traffic).
+PRIVATE_RANGES = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",  # named ranges, not traffic
+    "100.64.0.0/10", "198.18.0.0/15"))
+# Never a cluster's network, override or not.
+FORBIDDEN_RANGES = (
+    ("0.0.0.0/8", "'this network'"), ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),  # named ranges, not traffic
+    ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved"))  # named ranges, not traffic
+PRIVATE_TEXT = ", ".join(str(n) for n in PRIVATE_RANGES)
+
+
+def subnet_range_problems(subnet, allow_public=False, routes=None):
+    """A new cluster network: a private range (or a public one with allow_public), never loopback,
+    link-local, multicast or reserved, and none the machine already routes (routes: [(network, device)],
+    as machine_routes() reads them)."""
+    try:
+        net = ipaddress.ip_network(subnet, strict=True)
+    except ValueError:
+        return []  # subnet_problems says why
+    if net.version != 4:
+        return []
+    for cidr, what in FORBIDDEN_RANGES:
+        if net.overlaps(ipaddress.ip_network(cidr)):
+            return ["subnet %s is %s (%s): choose a private range (%s)" % (subnet, what, cidr, PRIVATE_TEXT)]
+    problems = []
+    if not any(net.subnet_of(private) for private in PRIVATE_RANGES) and not allow_public:
+        problems.append("subnet %s is not a private range (%s); a public range hides the real hosts that use it: "
+                        "give allow_public_subnet (carina_allow_public_subnet=true) if you mean it"
+                        % (subnet, PRIVATE_TEXT))
+    for cidr, device in routes or []:
+        route = ipaddress.ip_network(cidr, strict=False)
+        if route.prefixlen and net.overlaps(route):
+            problems.append("subnet %s overlaps %s, which this machine routes through %s: choose a range the "
+                            "machine does not use" % (subnet, route, device))
+    return problems
+
+
+def machine_routes(path="/proc/net/route", devices="/sys/class/net"):
+    """[(network, device)] of the machine's IPv4 routes, default route left out; [] where unreadable.
+
+    Routes through a Linux bridge are left out too: they are container engines' networks, which the
+    provider judges (naming the network that holds the range)."""
+    routes = []
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()[1:]
+    except OSError:
+        return routes
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        try:
+            dest = ipaddress.ip_address(int(fields[1], 16).to_bytes(4, "little"))
+            mask = ipaddress.ip_address(int(fields[7], 16).to_bytes(4, "little"))
+            network = ipaddress.ip_network("%s/%s" % (dest, mask), strict=False)
+        except ValueError:
+            continue
+        if network.prefixlen and not os.path.isdir(os.path.join(devices, fields[0], "bridge")):
+            routes.append((str(network), fields[0]))
+    return routes
 
 
 def san_problems(sans):
@@ -418,6 +485,8 @@ def check(spec, contract, recorded=None):
         problems += subnet_problems(spec.get("subnet") or recorded.get("subnet") or "", needed)
     elif spec.get("subnet"):
         problems += subnet_problems(spec["subnet"], 0)
+    if spec.get("subnet") and spec["subnet"] != recorded.get("subnet"):
+        problems += subnet_range_problems(spec["subnet"], spec.get("allow_public_subnet"), spec.get("machine_routes"))
     if spec.get("remove"):
         workers = recorded.get("worker_hosts") or []
         # A worker the record already has leaving (a scale that stopped half-way, run again) is known too.
@@ -506,6 +575,7 @@ def plan(spec, contract, recorded=None):
     recorded = migrate_record(recorded or {})
     filled = fill(spec, contract, recorded)
     problems = check(filled, contract, recorded)
+    filled.pop("machine_routes", None)
     if problems:
         raise SpecError(spec.get("name"), problems)
     if filled["operation"] == "delete":

@@ -96,8 +96,16 @@ options:
     description:
       - For provider C(local), the IPv4 subnet of the cluster network in CIDR form (keep tests in
         198.18.0.0/15). Empty lets the provider pick a free one.
+      - A new cluster's subnet must be a private range (RFC 1918, RFC 6598 shared space, or RFC 2544's
+        198.18.0.0/15; a public one only with O(allow_public_subnet)), never loopback,
+        link-local, multicast or reserved, and not a range the machine already routes (but through
+        a Linux bridge, a container engine's network, which the provider judges).
     type: str
     default: ""
+  allow_public_subnet:
+    description: Accept a public range as the cluster's subnet (its real owners become unreachable from the hosts).
+    type: bool
+    default: false
   image:
     description:
       - Host image of masters and workers; a container image for C(local), a Glance image for
@@ -345,6 +353,7 @@ def main():
             )),
             openstack=dict(type="dict", default={}, options=OPENSTACK_OPTIONS),
             subnet=dict(type="str", default=""),
+            allow_public_subnet=dict(type="bool", default=False),
             image=dict(type="str", default=""),
             lb_image=dict(type="str", default="carina-host:bookworm-lb"),
             extra_sans=dict(type="list", elements="str", default=[]),
@@ -375,6 +384,7 @@ def main():
     contract = p["contracts"].get(coe)
     given = dict(name=name, coe=coe, coes=sorted(p["contracts"]), operation=p["operation"], masters=p["masters"],
                  nodes=p["nodes"], provider=p["provider"], subnet=p["subnet"], extra_sans=p["extra_sans"],
+                 allow_public_subnet=p["allow_public_subnet"], machine_routes=rules.machine_routes(),
                  remove=p["remove"], coe_options=dict(p["coe_options"] or {}),
                  openstack=dict((k, v) for k, v in (p["openstack"] or {}).items() if v is not None))
     if p["inventory_hosts"] is not None:

@@ -9,6 +9,8 @@ import copy
 import random
 from pathlib import Path
 
+import ipaddress
+
 import pytest
 import yaml
 
@@ -1405,3 +1407,56 @@ def test_a_bad_ssh_cidr_is_refused(value):
 def test_ssh_cidr_defaults_to_anywhere_then_keeps_the_recorded_one():
     assert spec.fill_openstack({}, {})["ssh_cidr"] == "0.0.0.0/0"
     assert spec.fill_openstack({}, {"openstack": {"ssh_cidr": "198.19.250.0/24"}})["ssh_cidr"] == "198.19.250.0/24"
+
+
+def a_24_of(index):
+    """The first /24 of one of the private ranges (derived: tests name no private range outside 198.18.0.0/15)."""
+    return str(next(spec.PRIVATE_RANGES[index].subnets(new_prefix=24)))
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_a_private_subnet_the_machine_does_not_route_is_fine(index):
+    routes = [("198.18.44.0/24", "eth0")]
+    assert planned(good_spec(subnet=a_24_of(index), machine_routes=routes))["subnet"] == a_24_of(index)
+
+
+@pytest.mark.parametrize(("cidr", "what"), spec.FORBIDDEN_RANGES)
+def test_loopback_link_local_multicast_and_reserved_are_never_a_cluster_s_network(cidr, what):
+    subnet = str(next(ipaddress.ip_network(cidr).subnets(new_prefix=24)))
+    [problem] = problems_of(good_spec(subnet=subnet, allow_public_subnet=True))
+    assert problem.startswith(f"subnet {subnet} is {what} ")
+
+
+def test_a_public_subnet_needs_the_override():
+    [problem] = problems_of(good_spec(subnet="100.128.0.0/24"))
+    assert "is not a private range" in problem and "carina_allow_public_subnet=true" in problem
+    assert planned(good_spec(subnet="100.128.0.0/24", allow_public_subnet=True))["subnet"] == "100.128.0.0/24"
+
+
+def test_a_range_the_machine_routes_is_refused():
+    routes = [("198.19.0.0/16", "eth1"), ("198.18.44.0/24", "eth2")]
+    [problem] = problems_of(good_spec(subnet="198.19.5.0/24", machine_routes=routes))
+    assert problem == ("subnet 198.19.5.0/24 overlaps 198.19.0.0/16, which this machine routes through eth1: "
+                       "choose a range the machine does not use")
+    assert planned(good_spec(subnet="198.18.43.0/24", machine_routes=routes))
+    assert "machine_routes" not in planned(good_spec(subnet="198.18.30.0/24", machine_routes=routes))
+
+
+def test_the_recorded_subnet_is_not_judged_again():
+    recorded = {"name": "demo", "coe": "swarm", "provider": "local", "subnet": "198.19.5.0/24",
+                "master_hosts": ["demo-manager-1", "demo-manager-2", "demo-manager-3"],
+                "worker_hosts": ["demo-worker-1", "demo-worker-2"]}
+    # Its own network is routed by then; the record holds the subnet it was made with.
+    assert planned(good_spec(subnet="198.19.5.0/24", machine_routes=[("198.19.5.0/24", "eth1")]), recorded)
+
+
+def test_machine_routes_are_read_from_the_kernel_table_bridges_left_out(tmp_path):
+    table = tmp_path / "route"
+    table.write_text("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+                     "eth0\t00000000\t01FA12C6\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+                     "eth0\t00FA12C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+                     "br-1\t002C12C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n")
+    (tmp_path / "net" / "br-1" / "bridge").mkdir(parents=True)
+    (tmp_path / "net" / "eth0").mkdir(parents=True)
+    assert spec.machine_routes(str(table), str(tmp_path / "net")) == [("198.18.250.0/24", "eth0")]
+    assert spec.machine_routes(str(tmp_path / "missing")) == []
