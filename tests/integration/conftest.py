@@ -17,16 +17,19 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
-def declared_clusters(items) -> set[str] | None:
+def declared_clusters(items) -> tuple[set[str], bool]:
     """The clusters (carina.cluster labels) the session's integration modules say they make, from each
-    module's CLUSTERS; None when a module says nothing, so that every labelled object is checked."""
+    module's CLUSTERS, and whether every module declares them (if one does not, every labelled object
+    that appears is checked at the end; a repository test requires the declaration)."""
     names: set[str] = set()
+    complete = True
     for module in {item.module for item in items if "tests/integration/" in str(item.fspath)}:
         declared = getattr(module, "CLUSTERS", None)
         if declared is None:
-            return None
-        names.update(declared)
-    return names
+            complete = False
+        else:
+            names.update(declared)
+    return names, complete
 
 
 def remove_leftovers(clusters: set[str]) -> None:
@@ -55,9 +58,10 @@ def engine(request):
     if not shutil.which("docker") or not os.environ.get("DOCKER_HOST"):
         pytest.fail("no Docker engine: run the tests through `make test` (it starts one) or set DOCKER_HOST")
     subprocess.run(["docker", "version"], check=True, capture_output=True, timeout=30)
-    ours = declared_clusters(request.session.items)
-    if ours:
-        remove_leftovers(ours)
+    declared, complete = declared_clusters(request.session.items)
+    if declared:
+        remove_leftovers(declared)
+    ours = declared if complete else None
     before = owned_by_cluster()
     yield os.environ["DOCKER_HOST"]
     after = owned_by_cluster()

@@ -46,6 +46,14 @@ def test_no_sanity_ignore_files():
     assert not [p for p in ignores if p.read_text().strip()], f"sanity ignore entries: {ignores}"
 
 
+def test_every_integration_module_declares_its_clusters():
+    """conftest removes what a killed session left of the declared clusters before any test runs, and
+    checks exactly those at the end: a module without CLUSTERS would let leftovers trip the next run."""
+    missing = [p.name for p in sorted((ROOT / "tests/integration").glob("test_*.py"))
+               if not re.search(r"(?m)^CLUSTERS = ", p.read_text())]
+    assert not missing, f"integration modules without CLUSTERS: {missing}"
+
+
 def test_ci_runs_make_test_only():
     lines = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
     assert lines[-1].strip() == "exec make test"

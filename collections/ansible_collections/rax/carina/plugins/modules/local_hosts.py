@@ -576,6 +576,35 @@ class LocalHosts:
             removed.append(vol["Name"])
         return removed
 
+    def remove_network(self, net, timeout=30):
+        """Remove the cluster's network. The engine may still list the endpoint of a container it has just
+        removed for a moment: wait for those; a container of anyone else still attached is named instead."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self.api.remove_network(net["Id"])
+                return
+            except NotFound:
+                return
+            except APIError:
+                try:
+                    attached = self.api.inspect_network(net["Id"]).get("Containers") or {}
+                except NotFound:
+                    return
+                names = sorted(c.get("Name", cid[:12]) for cid, c in attached.items())
+                if time.time() > deadline or not names:
+                    raise
+                for cid in attached:
+                    with contextlib.suppress(NotFound):
+                        info = self.api.inspect_container(cid)
+                        if (info["Config"].get("Labels") or {}).get(LABEL_CLUSTER) != self.cluster:
+                            self.module.fail_json(
+                                msg="network %s of cluster %s cannot go: %s, which is not the cluster's, is "
+                                    "still attached to it (docker network disconnect %s %s, then run again)"
+                                % (net["Name"], self.cluster, info["Name"].lstrip("/"), net["Name"],
+                                   info["Name"].lstrip("/")), **self.result)
+                time.sleep(0.5)
+
     def fail_if_stopped(self, names):
         for name in names:
             state = self.api.inspect_container(name)["State"]
@@ -695,8 +724,7 @@ class LocalHosts:
                 kept_ids.add(net["Labels"][LABEL_ID])
                 continue
             if not self.module.check_mode:
-                with contextlib.suppress(NotFound):
-                    self.api.remove_network(net["Id"])
+                self.remove_network(net)
             removed.append(net["Name"])
         self.result["removed"] = removed
         self.result["kept"] = kept
