@@ -261,6 +261,25 @@ class Client:
         self._spawn(run)
         return self.get(name), self.run(run.id)
 
+    def repair(self, name: str) -> tuple[Cluster, Run]:
+        """Bring a cluster back to its recorded spec: hosts that were lost are made again, the entries they
+        left in the control plane are removed, the new ones join and the load balancer follows. The same
+        converge as a scale with the counts unchanged, so that a rerun of the create playbook repairs too."""
+        with self.store.connect() as db:
+            cluster = self._scalable(name, db)
+        self._unlocked(name)
+        _options, hosts = self._provider_inputs(cluster.provider, cluster.options.get("inventory"), None, None)
+        self._plan({"name": name, "coe": cluster.coe, "operation": "scale", "provider": cluster.provider,
+                    "remove": [], **self._inventory_request(hosts)})
+        with self.store.transaction() as db:
+            cluster = self._scalable(name, db)
+            run = self._new_run(cluster, "repair", "rax.carina.scale", {"carina_name": name, "carina_remove_nodes": []})
+            cluster.status, cluster.status_reason, cluster.current_run = "UPDATE_IN_PROGRESS", "", run.id
+            self.store.put_cluster(db, cluster)
+            self.store.add_run(db, run)
+        self._spawn(run)
+        return self.get(name), self.run(run.id)
+
     def cancel(self, run_id: str) -> Run:
         run = self.run(run_id)
         if run.status not in RUN_ACTIVE:

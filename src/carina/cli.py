@@ -219,6 +219,11 @@ def cmd_resize(client: Client, args) -> int:
     return started(client, args, cluster, run)
 
 
+def cmd_repair(client: Client, args) -> int:
+    cluster, run = client.repair(args.name)
+    return started(client, args, cluster, run)
+
+
 def cmd_rm(client: Client, args) -> int:
     cluster, run = client.delete(args.name)
     return started(client, args, cluster, run)
@@ -343,6 +348,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, help="workers wanted")
     p.add_argument("--masters", type=int, help="masters wanted, by the COE's rules")
     p.add_argument("--remove", action="append", default=[], metavar="NODE", help="worker to remove first (by name)")
+    p.add_argument("--wait", action="store_true", help="follow the run to its end")
+    p = add("repair", cmd_repair, "replace lost hosts and remove what they left in the control plane")
+    p.add_argument("name")
     p.add_argument("--wait", action="store_true", help="follow the run to its end")
     p = add("rm", cmd_rm, "delete a cluster")
     p.add_argument("name")

@@ -147,6 +147,24 @@ def test_grow_and_resize_build_scale_runs(client):
         client.grow("c1", 0)
 
 
+def test_repair_reconverges_the_recorded_spec_and_refuses_what_it_cannot_repair(client, capsys):
+    client.create("c1", masters=3, nodes=1)
+    with pytest.raises(Conflict, match="CREATE_IN_PROGRESS"):
+        client.repair("c1")
+    client.store.update_cluster("c1", status="CREATE_FAILED")
+    with pytest.raises(Conflict, match="failed to create"):
+        client.repair("c1")
+    client.store.update_cluster("c1", status="CREATE_COMPLETE")
+    write_record(client.home, "c1", masters=3, nodes=1)
+    cluster, run = client.repair("c1")
+    assert (cluster.status, run.action) == ("UPDATE_IN_PROGRESS", "repair")
+    params = json.loads(client.store.get_run(run.id).params)
+    assert params["playbook"] == "rax.carina.scale"
+    assert "carina_nodes" not in params["extravars"] and "carina_masters" not in params["extravars"]
+    assert cli.main(["repair", "nope"]) == 1
+    assert capsys.readouterr().err.strip() == "carina: cluster nope not found; `carina ls` lists the clusters"
+
+
 def test_run_envvars_hold_no_secret(client, monkeypatch):
     monkeypatch.setenv("OS_PASSWORD", "s3cret-value")
     _cluster, run = client.create("c1")
