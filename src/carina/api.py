@@ -498,7 +498,7 @@ class Client:
             "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
             "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=no "
                                 "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(data_dir / "cp"),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(paths.control_path_dir(data_dir)),
             "ANSIBLE_LOCAL_TEMP": str(data_dir / "tmp"),
         }
         # The worker inherits the caller's environment (the provider's engine or cloud settings);

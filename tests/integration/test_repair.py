@@ -14,7 +14,9 @@ import pytest
 from tests.helpers import ROOT, docker, env, recap_changed, wait_until
 
 NAME = "it-repair"
-CLUSTERS = (NAME,)
+KUBE = "it-repair-kube"
+CLUSTERS = (NAME, KUBE)
+KUBECTL = ROOT / ".cache" / "kubernetes" / "v1.20.2" / "bin" / "kubectl"
 MANAGERS = [f"{NAME}-manager-{i}" for i in (1, 2, 3)]
 WORKER = f"{NAME}-worker-1"
 
@@ -127,3 +129,52 @@ def test_a_lost_majority_is_restored_from_the_survivor_by_the_create_playbook(ho
     again = create_playbook(home)
     assert again.returncode == 0, again.stdout[-4000:]
     assert not any(recap_changed(again.stdout).values()), again.stdout[-3000:]
+
+
+def etcd_members(master: str) -> list[dict]:
+    """The etcd member list as a master's own etcd reports it."""
+    pki = "/etc/kubernetes/pki/etcd"
+    out = docker("exec", master, "etcdctl", "--endpoints=https://127.0.0.1:2379", f"--cacert={pki}/ca.pem",
+                 f"--cert={pki}/apiserver-client.pem", f"--key={pki}/apiserver-client-key.pem",
+                 "member", "list", "-w", "json")
+    return json.loads(out)["members"]
+
+
+def test_repair_replaces_a_lost_kubernetes_master_and_its_etcd_member(tmp_path):
+    home = tmp_path / "home"
+    masters = [f"{KUBE}-master-{i}" for i in (1, 2, 3)]
+    proc = carina(home, "create", KUBE, "--coe", "kubernetes", "--masters", "3", "--nodes", "1", "--wait")
+    try:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        before = {m["name"]: m["ID"] for m in etcd_members(masters[0])}
+        assert sorted(before) == masters
+        docker("rm", "-f", "-v", masters[1])  # etcd's data lived in the container: the member is lost
+        docker("volume", "rm", f"{masters[1]}-containerd")
+
+        proc = carina(home, "repair", KUBE, "--wait")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        data = json.loads(carina(home, "get", KUBE, "-o", "json").stdout)
+        assert (data["status"], data["health"]) == ("UPDATE_COMPLETE", "HEALTHY"), data
+        members = etcd_members(masters[0])
+        # One member per master, the lost one replaced by a new identity, every member serving.
+        assert sorted(m["name"] for m in members) == masters, members
+        after = {m["name"]: m["ID"] for m in members}
+        assert after[masters[1]] != before[masters[1]]
+        assert after[masters[0]] == before[masters[0]] and after[masters[2]] == before[masters[2]]
+        health = subprocess.run(
+            ["docker", "exec", masters[0], "etcdctl", "--cacert=/etc/kubernetes/pki/etcd/ca.pem",
+             "--cert=/etc/kubernetes/pki/etcd/apiserver-client.pem",
+             "--key=/etc/kubernetes/pki/etcd/apiserver-client-key.pem", "endpoint", "health", "--cluster"],
+            capture_output=True, text=True, timeout=60, check=False)
+        # etcdctl reports health on stderr.
+        assert health.returncode == 0 and (health.stdout + health.stderr).count("is healthy") == 3, health.stderr
+        nodes = subprocess.run(["bash", "-c", f'eval "$(carina env {KUBE})" && {KUBECTL} get nodes --no-headers'],
+                               env=os.environ | {"CARINA_HOME": str(home), "HOME": str(tmp_path)},
+                               capture_output=True, text=True, timeout=120, check=False)
+        rows = [line.split() for line in nodes.stdout.splitlines()]
+        assert sorted(r[0] for r in rows) == [*masters, f"{KUBE}-node-1"], nodes.stdout + nodes.stderr
+        assert all(r[1] == "Ready" for r in rows), nodes.stdout
+    finally:
+        if carina(home, "rm", KUBE, "--wait").returncode != 0:
+            subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={KUBE}",
+                            "-e", f"carina_home={home}"], cwd=ROOT, env=env(), capture_output=True, check=False)

@@ -9,11 +9,13 @@ import re
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
 
-from carina import api, cli, coes, hygiene, worker
+from carina import api, cli, coes, hygiene, paths, worker
+from carina.errors import CarinaError
 from carina.store import MIGRATIONS, SCHEMA_VERSION, Cluster, Conflict, Run, Store, StoreError
 
 
@@ -848,3 +850,17 @@ def test_a_subnet_that_is_public_or_routed_is_refused_before_anything_is_recorde
     assert client.list() == [] and client.spawned == []
     _cluster, run = client.create("pub", subnet="100.128.0.0/24", allow_public_subnet=True)
     assert json.loads(client.store.get_run(run.id).params)["extravars"]["carina_allow_public_subnet"] is True
+
+
+def test_ssh_control_sockets_fit_a_unix_socket_path_under_a_deep_home(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    short = paths.control_path_dir(tmp_path / "r")
+    assert short == tmp_path / "r" / "cp"
+    deep = tmp_path / ("d" * 80) / "runs" / "0123456789ab"
+    chosen = paths.control_path_dir(deep)
+    assert chosen == tmp_path / "tmp" / f"carina-{os.getuid()}" / "cp"
+    assert chosen.stat().st_mode & 0o777 == 0o700 and chosen.parent.stat().st_mode & 0o777 == 0o700
+    chosen.parent.chmod(0o755)  # someone else's, or opened up: refused, never used
+    with pytest.raises(CarinaError, match="not a private folder"):
+        paths.control_path_dir(deep)
