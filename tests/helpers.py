@@ -88,3 +88,16 @@ def wait_until(predicate, timeout: float, what: str):
 def recap_changed(output: str) -> dict[str, int]:
     """{host: changed count} from an ansible-playbook PLAY RECAP."""
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
+def changed_tasks(output: str) -> list[str]:
+    """'task: host' for every change an ansible-playbook run reports, to say what a rerun changed."""
+    found, task = [], "?"
+    for line in output.splitlines():
+        header = re.match(r"^TASK \[(.*)\]", line)
+        if header:
+            task = header.group(1)
+        changed = re.match(r"^changed: \[([^\]]+)\]", line)
+        if changed:
+            found.append(f"{task}: {changed.group(1)}")
+    return found
