@@ -184,6 +184,40 @@ options:
         of O(servers), O(clients) or O(keypairs), for example after a node was removed.
     type: bool
     default: false
+  authorities:
+    description:
+      - More CAs of the same cluster, each in its own folder with its own certificates, handled in the
+        same run with the same O(state), key and validity settings and O(prune) (Kubernetes keeps etcd
+        and the front proxy apart from the cluster CA).
+      - The input of every CA is validated before anything is written for any of them.
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.7.0
+    suboptions:
+      path:
+        description: Folder of this CA's PKI.
+        type: path
+        required: true
+      cluster_name:
+        description: Name in this CA's subject (C(CN=<cluster_name> CA, O=carina)).
+        type: str
+        required: true
+      servers:
+        description: Server certificates of this CA, as in O(servers).
+        type: list
+        elements: dict
+        default: []
+      clients:
+        description: Client certificates of this CA, as in O(clients) (none by default).
+        type: list
+        elements: dict
+        default: []
+      keypairs:
+        description: Key pairs kept with this CA, as in O(keypairs).
+        type: list
+        elements: dict
+        default: []
 notes:
   - Run it on the controller (C(delegate_to=localhost), C(run_once=true)) so that the CA key never
     leaves it; copy only the certificates and the keys each node needs.
@@ -378,6 +412,12 @@ modes_fixed:
   type: list
   elements: str
   sample: [/home/me/pki/demo/client-admin-key.pem]
+authorities:
+  description: The result of each CA of O(authorities), in their order, with the keys above.
+  returned: always
+  type: list
+  elements: dict
+  version_added: 0.7.0
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -418,19 +458,55 @@ def argument_spec():
         ),
         extra_sans=dict(type='list', elements='str', default=[]),
         prune=dict(type='bool', default=False),
+        authorities=dict(
+            type='list', elements='dict', default=[],
+            options=dict(
+                path=dict(type='path', required=True),
+                cluster_name=dict(type='str', required=True),
+                servers=dict(type='list', elements='dict', default=[]),
+                clients=dict(type='list', elements='dict', default=[]),
+                keypairs=dict(type='list', elements='dict', default=[], no_log=False),
+            ),
+        ),
     )
+
+
+def authority_params(params, authority):
+    """The parameters of one more CA: its own folder, name and certificates, the rest shared."""
+    own = dict(params, path=authority['path'], cluster_name=authority['cluster_name'], extra_sans=[])
+    servers = [dict({'common_name': None, 'sans': [], 'usage': 'server'}, **server) for server in authority['servers']]
+    clients = [dict({'common_name': None, 'organization': []}, **client) for client in authority['clients']]
+    own.update(servers=servers, clients=clients, keypairs=authority['keypairs'])
+    del own['authorities']
+    return own
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if not pki.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib('cryptography'), exception=pki.CRYPTOGRAPHY_IMPORT_ERROR)
-    try:
-        result = pki.run(module.params, check_mode=module.check_mode, diff=module._diff)
-    except pki.PKIValidationError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    except OSError as exc:
-        module.fail_json(msg='cannot update the PKI in %s: %s' % (module.params['path'], exc))
+    main_params = dict(module.params)
+    del main_params['authorities']
+    every = [main_params] + [authority_params(module.params, item) for item in module.params['authorities']]
+    for index, params in enumerate(every):
+        try:
+            pki.validate_params(params)
+        except pki.PKIValidationError as exc:
+            module.fail_json(msg=('%s' if index == 0 else 'authorities[%d]: %%s' % (index - 1)) % exc, changed=False)
+    results = []
+    for params in every:
+        try:
+            results.append(pki.run(params, check_mode=module.check_mode, diff=module._diff))
+        except pki.PKIValidationError as exc:
+            module.fail_json(msg=str(exc), changed=any(r['changed'] for r in results))
+        except OSError as exc:
+            module.fail_json(msg='cannot update the PKI in %s: %s' % (params['path'], exc),
+                             changed=any(r['changed'] for r in results))
+    result = dict(results[0], authorities=results[1:])
+    result['changed'] = any(r['changed'] for r in results)
+    if module._diff and len(results) > 1:
+        # One diff per CA (Ansible shows a list of diffs one after the other).
+        result['diff'] = [r['diff'] for r in results if r.get('diff')]
     module.exit_json(**result)
 
 

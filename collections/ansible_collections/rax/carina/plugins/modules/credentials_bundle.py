@@ -69,6 +69,27 @@ options:
     description: Path of the client key to copy.
     type: path
     required: true
+  extra_files:
+    description:
+      - More files of the bundle, written like the others (only when they differ), for example a
+        kubeconfig that embeds the client key.
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.7.0
+    suboptions:
+      name:
+        description: Plain file name inside the bundle's folder.
+        type: str
+        required: true
+      content:
+        description: The whole content of the file.
+        type: str
+        required: true
+      mode:
+        description: Mode of the file, in octal; the default fits a file that holds a key.
+        type: str
+        default: "0600"
 """
 
 EXAMPLES = r"""
@@ -134,6 +155,40 @@ def snippets(name, basename, env):
     }
 
 
+def read_sources(p):
+    """The CA, certificate and key the bundle copies, by their name in it; ValueError when one is not right."""
+    sources = {}
+    for option, dest, marker in (("ca_file", "ca.pem", b"CERTIFICATE"), ("cert_file", "cert.pem", b"CERTIFICATE"),
+                                 ("key_file", "key.pem", b"PRIVATE KEY")):
+        data = read_bytes(p[option])
+        if data is None:
+            raise ValueError("%s %s does not exist; issue the certificates first (rax.carina.pki)"
+                             % (option, p[option]))
+        if marker not in data:
+            raise ValueError("%s %s is not a PEM file" % (option, p[option]))
+        sources[dest] = data
+    return sources
+
+
+def extra_entries(extra_files, taken):
+    """(name, bytes, mode) of each extra file; ValueError for a name or mode that cannot be."""
+    entries = []
+    for index, extra in enumerate(extra_files):
+        name = extra["name"]
+        if not name or "/" in name or name.startswith(".") or name in taken:
+            raise ValueError("extra_files[%d]: name %r must be a plain file name not already in the bundle"
+                             % (index, name))
+        try:
+            mode = int(extra["mode"], 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            raise ValueError("extra_files[%d]: mode %r is not an octal file mode such as 0600" % (index, extra["mode"]))
+        entries.append((name, extra["content"].encode("utf-8"), mode))
+        taken = taken | {name}
+    return entries
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -145,22 +200,21 @@ def main():
             ca_file=dict(type="path", required=True),
             cert_file=dict(type="path", required=True),
             key_file=dict(type="path", required=True),
+            extra_files=dict(type="list", elements="dict", default=[], options=dict(
+                name=dict(type="str", required=True),
+                content=dict(type="str", required=True, no_log=True),
+                mode=dict(type="str", default="0600"),
+            )),
         ),
         supports_check_mode=True,
     )
     p = module.params
     if not p["endpoint"]:
         module.fail_json(msg="endpoint is empty: the cluster has no load balancer address yet")
-    sources = {}
-    for option, dest, marker in (("ca_file", "ca.pem", b"CERTIFICATE"), ("cert_file", "cert.pem", b"CERTIFICATE"),
-                                 ("key_file", "key.pem", b"PRIVATE KEY")):
-        data = read_bytes(p[option])
-        if data is None:
-            module.fail_json(msg="%s %s does not exist; issue the certificates first (rax.carina.pki)"
-                             % (option, p[option]))
-        if marker not in data:
-            module.fail_json(msg="%s %s is not a PEM file" % (option, p[option]))
-        sources[dest] = data
+    try:
+        sources = read_sources(p)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
 
     folder = p["path"]
     if not p["basename"] or "/" in p["basename"] or p["basename"].startswith("."):
@@ -175,6 +229,10 @@ def main():
         ("key.pem", sources["key.pem"], 0o600),
     ]
     wanted += [(name, data, 0o644) for name, data in snippets(p["cluster_name"], p["basename"], env).items()]
+    try:
+        wanted += extra_entries(p["extra_files"], {w[0] for w in wanted})
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
 
     written = []
     for name, data, mode in wanted:

@@ -72,6 +72,16 @@ options:
         type: list
         elements: str
         default: []
+      validate:
+        description:
+          - A command that checks the new content before anything is written, with V(%s) standing for a
+            temporary file that holds it (in the file's folder, with the file's mode), for example
+            V(haproxy -c -q -f %s).
+          - Files are written in the order given, so the check may rely on the files listed before this one
+            (a certificate its configuration names). If the check fails, neither this file nor any after it is
+            written, and the task fails with the command's output. Not run in check mode.
+        type: str
+        version_added: 0.7.0
 """
 
 EXAMPLES = r"""
@@ -85,6 +95,13 @@ EXAMPLES = r"""
          mode: "0600", tags: [kubelet]}
   no_log: true
   register: node_files
+
+- name: Configure a service and check the configuration before it is written
+  rax.carina.host_files:
+    files:
+      - {path: /etc/haproxy/haproxy.cfg, content: "{{ lookup('template', 'haproxy.cfg.j2') }}",
+         validate: "haproxy -c -q -f %s", tags: [haproxy]}
+  register: lb_files
 """
 
 RETURN = r"""
@@ -113,7 +130,9 @@ changed_tags:
 """
 
 import os
+import shlex
 import stat
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -155,12 +174,30 @@ def plan(directories, files):
             raise ValueError("files[%d]: %s exists and is not a regular file" % (index, path))
         data = entry["content"].encode("utf-8")
         if read_bytes(path) != data:
-            write.append((path, data, mode))
+            write.append((path, data, mode, entry.get("validate")))
             tags.update(entry["tags"] or [])
         elif stat.S_IMODE(os.stat(path).st_mode) != mode:
             fix.append((path, mode))
             tags.update(entry["tags"] or [])
     return make, fix, write, tags
+
+
+def check(path, data, mode, command, run_command):
+    """Run `command` on a temporary copy of the new content; a message when it fails, else None."""
+    if "%s" not in command:
+        return "%s: validate must contain %%s, the place of the file to check: %s" % (path, command)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".carina-check-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        rc, out, err = run_command([word.replace("%s", tmp) for word in shlex.split(command)])
+    finally:
+        os.unlink(tmp)
+    if rc == 0:
+        return None
+    return "%s: the new content fails its check (%s, rc=%d): %s" % (
+        path, command, rc, (err or out).strip().replace(tmp, path) or "no output")
 
 
 def main():
@@ -175,6 +212,7 @@ def main():
                 content=dict(type="str", required=True, no_log=True),
                 mode=dict(type="str", default="0644"),
                 tags=dict(type="list", elements="str", default=[]),
+                validate=dict(type="str"),
             )),
         ),
         supports_check_mode=True,
@@ -188,15 +226,22 @@ def main():
         written=[item[0] for item in write], changed_tags=sorted(tags),
     )
     if not module.check_mode:
+        written = []
         try:
             for path, mode in make:
                 os.makedirs(path, exist_ok=True)
                 os.chmod(path, mode)
             for path, mode in fix:
                 os.chmod(path, mode)
-            for path, data, mode in write:
+            for path, data, mode, command in write:
+                failure = command and check(path, data, mode, command, module.run_command)
+                if failure:
+                    result.update(changed=True, written=written)
+                    module.fail_json(msg=failure, **result)
                 write_atomic(path, data, mode)
+                written.append(path)
         except OSError as exc:
+            result.update(written=written)
             module.fail_json(msg="cannot write %s: %s" % (exc.filename or "a file", exc.strerror or exc), **result)
     module.exit_json(**result)
 

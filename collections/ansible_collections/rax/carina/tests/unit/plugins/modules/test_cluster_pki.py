@@ -184,3 +184,46 @@ def test_documentation_matches_argument_spec():
             assert set(doc['options'][name]['suboptions']) == set(option['options']), name
     yaml.safe_load(cluster_pki.EXAMPLES)
     yaml.safe_load(cluster_pki.RETURN)
+
+
+def test_authorities_in_one_run(tmp_path, capsys):
+    """More CAs of one cluster in one run: each in its own folder, signed by its own CA, pruned alike."""
+    path = tmp_path / 'pki'
+    authorities = [
+        {'path': str(path / 'etcd'), 'cluster_name': 'demo etcd',
+         'servers': [{'name': 'node-1', 'sans': ['198.18.0.11'], 'usage': 'peer'}],
+         'clients': [{'name': 'apiserver-client', 'common_name': 'kube-apiserver-etcd-client'}]},
+        {'path': str(path / 'front-proxy'), 'cluster_name': 'demo front-proxy',
+         'clients': [{'name': 'front-proxy-client'}]},
+    ]
+    result, out = run_module(capsys, module_args(path, prune=True, authorities=authorities))
+    assert result['changed'] is True and 'PRIVATE KEY' not in out
+    assert result['issued'] == ['ca', 'server:node-1', 'server:node-2', 'client:admin']
+    assert [a['issued'] for a in result['authorities']] == [
+        ['ca', 'server:node-1', 'client:apiserver-client'], ['ca', 'client:front-proxy-client']]
+    etcd_ca = x509.load_pem_x509_certificate((path / 'etcd' / 'ca.pem').read_bytes())
+    assert etcd_ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == 'demo etcd CA'
+    peer = x509.load_pem_x509_certificate((path / 'etcd' / 'server-node-1.pem').read_bytes())
+    assert peer.issuer == etcd_ca.subject
+    # The extra SANs are the main CA's servers' only.
+    assert result['authorities'][0]['servers']['node-1']['sans'] == ['198.18.0.11']
+    assert stat.S_IMODE(os.stat(path / 'front-proxy' / 'client-front-proxy-client-key.pem').st_mode) == 0o600
+
+    again, _out = run_module(capsys, module_args(path, prune=True, authorities=authorities))
+    assert again['changed'] is False and [a['issued'] for a in again['authorities']] == [[], []]
+
+    # A client dropped from one CA is pruned from its folder; the others are left as they are.
+    authorities[0]['clients'] = []
+    pruned, _out = run_module(capsys, module_args(path, prune=True, authorities=authorities))
+    assert pruned['changed'] is True and pruned['issued'] == []
+    assert pruned['authorities'][0]['removed'] == [str(path / 'etcd' / 'client-apiserver-client-key.pem'),
+                                                   str(path / 'etcd' / 'client-apiserver-client.pem')]
+
+
+def test_a_bad_authority_fails_before_anything_is_written(tmp_path, capsys):
+    path = tmp_path / 'pki'
+    authorities = [{'path': str(path / 'etcd'), 'cluster_name': 'demo etcd',
+                    'servers': [{'name': 'node-1', 'sans': ['not a name!']}]}]
+    result, _out = run_module(capsys, module_args(path, authorities=authorities))
+    assert result['failed'] and result['msg'].startswith('authorities[0]: ')
+    assert not path.exists()

@@ -78,3 +78,30 @@ def test_bad_input_fails_before_writing(tmp_path, capsys):
     result = run_module(host_files.main, capsys, bad)
     assert result["failed"] and "is not a regular file" in result["msg"]
     assert not (tmp_path / "target").exists()
+
+
+def test_validate_checks_new_content_in_order_and_a_failed_check_stops_the_writes(tmp_path, capsys):
+    conf = tmp_path / "etc" / "service.cfg"
+    # The check relies on a file listed before it (as HAProxy's on its CA file).
+    check = "sh -c 'grep -q \"^ca $(cat %s/ca)$\" \"$0\"' %%s" % (tmp_path / "etc")
+    good = args(tmp_path)
+    good["files"].insert(0, {"path": str(tmp_path / "etc" / "ca"), "content": "1\n"})
+    good["files"].append({"path": str(conf), "content": "ca 1\n", "validate": check, "tags": ["svc"]})
+    result = run_module(host_files.main, capsys, good)
+    assert result["changed"] and conf.read_text() == "ca 1\n"
+    assert sorted(p.name for p in (tmp_path / "etc").iterdir()) == ["ca", "pki", "service.cfg", "unit"]  # no temp left
+    assert not run_module(host_files.main, capsys, good)["changed"]
+    bad = args(tmp_path)
+    bad["files"].insert(0, {"path": str(tmp_path / "etc" / "ca"), "content": "1\n"})
+    bad["files"].append({"path": str(conf), "content": "ca 2\n", "validate": check})
+    bad["files"].append({"path": str(tmp_path / "etc" / "after"), "content": "x\n"})
+    result = run_module(host_files.main, capsys, bad)
+    assert result["failed"] and "%s: the new content fails its check" % conf in result["msg"]
+    assert result["written"] == []
+    # Neither the failing file nor the one after it was written; no temporary file is left.
+    assert conf.read_text() == "ca 1\n" and not (tmp_path / "etc" / "after").exists()
+    assert sorted(p.name for p in (tmp_path / "etc").iterdir()) == ["ca", "pki", "service.cfg", "unit"]
+    no_place = args(tmp_path)
+    no_place["files"].append({"path": str(conf), "content": "listen 1\n", "validate": "true"})
+    result = run_module(host_files.main, capsys, no_place)
+    assert result["failed"] and "validate must contain %s" in result["msg"]
