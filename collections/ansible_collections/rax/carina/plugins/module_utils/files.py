@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""File helpers the modules share: read if present, write atomically with the final mode."""
+"""File helpers the modules share: read if present, parse a mode, write atomically with the final mode."""
 
 from __future__ import annotations
 
@@ -17,6 +17,18 @@ def read_bytes(path):
             return handle.read()
     except FileNotFoundError:
         return None
+
+
+def parse_mode(value, where, most=0o7777):
+    """An octal file mode given as a string (`0644`, `600`), at most `most`; ValueError naming
+    `where` otherwise."""
+    try:
+        mode = int(str(value), 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= most:
+        raise ValueError("%s: mode %r is not an octal file mode of at most %04o, such as 0644" % (where, value, most))
+    return mode
 
 
 def write_atomic(path, data, mode, durable=False):

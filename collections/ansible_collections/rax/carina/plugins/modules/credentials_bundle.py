@@ -130,7 +130,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.rax.carina.plugins.module_utils.contracts import SHELL_SUFFIXES
-from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes, write_atomic
+from ansible_collections.rax.carina.plugins.module_utils.files import parse_mode, read_bytes, write_atomic
 
 
 def sh_quote(value):
@@ -178,12 +178,7 @@ def extra_entries(extra_files, taken):
         if not name or "/" in name or name.startswith(".") or name in taken:
             raise ValueError("extra_files[%d]: name %r must be a plain file name not already in the bundle"
                              % (index, name))
-        try:
-            mode = int(extra["mode"], 8)
-        except ValueError:
-            mode = -1
-        if not 0 <= mode <= 0o777:
-            raise ValueError("extra_files[%d]: mode %r is not an octal file mode such as 0600" % (index, extra["mode"]))
+        mode = parse_mode(extra["mode"], "extra_files[%d]" % index, most=0o777)
         entries.append((name, extra["content"].encode("utf-8"), mode))
         taken = taken | {name}
     return entries

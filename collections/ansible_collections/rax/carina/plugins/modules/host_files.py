@@ -136,17 +136,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes, write_atomic
-
-
-def parse_mode(value, where):
-    try:
-        mode = int(str(value), 8)
-    except ValueError:
-        mode = -1
-    if not 0 <= mode <= 0o7777:
-        raise ValueError("%s: mode %r is not an octal file mode such as 0644" % (where, value))
-    return mode
+from ansible_collections.rax.carina.plugins.module_utils.files import parse_mode, read_bytes, write_atomic
 
 
 def plan(directories, files):
