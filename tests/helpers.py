@@ -65,9 +65,12 @@ def owned_by_cluster() -> dict[str, dict[str, str]]:
     return out
 
 
-def ssh(key: Path, address: str, command: str) -> subprocess.CompletedProcess:
+def ssh(key: Path, address: str, command: str, known_hosts: Path | None = None) -> subprocess.CompletedProcess:
+    """A command on a host as root with the key; with known_hosts, the host's key must be in that file."""
+    checking = (["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}"] if known_hosts
+                else ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
     return subprocess.run(
-        ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        ["ssh", "-i", str(key), *checking, "-o", "GlobalKnownHostsFile=/dev/null",
          "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", f"root@{address}", command],
         capture_output=True, text=True, timeout=60, check=False,
     )

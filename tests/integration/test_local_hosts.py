@@ -32,15 +32,28 @@ def hosts_args(key, names, **extra):
     }
 
 
+def assert_pinned(known_hosts, hosts, ssh_key):
+    """One entry per host, each with the host's own key; ssh refuses a file that holds another key."""
+    entries = [line.split() for line in known_hosts.read_text().splitlines() if not line.startswith("#")]
+    assert sorted(e[0] for e in entries) == sorted(f"{h['name']},{h['address']}" for h in hosts), entries
+    assert len({e[2] for e in entries}) == len(hosts), "hosts share a host key"
+    forged = ssh_key.parent / "forged_hosts"
+    forged.write_text(known_hosts.read_text().replace(entries[0][2], entries[1][2]))
+    mismatch = ssh(ssh_key, entries[0][0].split(",")[1], "true", known_hosts=forged)
+    assert mismatch.returncode == 255 and "Host key verification failed" in mismatch.stderr, mismatch
+
+
 def test_lifecycle(cluster, ssh_key):
     names = [f"{CLUSTER}-1", f"{CLUSTER}-2"]
-    args = hosts_args(ssh_key, names)
+    known_hosts = ssh_key.parent / "known_hosts"
+    args = hosts_args(ssh_key, names, known_hosts=str(known_hosts))
 
     rc, res = run_module("rax.carina.local_hosts", args, check=True)
     assert rc == 0, res
     assert res["changed"] is True
     assert res["created"] == names
     assert owned_objects(CLUSTER) == {"containers": [], "volumes": [], "networks": []}, "check mode created things"
+    assert not known_hosts.exists(), "check mode wrote the known_hosts file"
 
     rc, res = run_module("rax.carina.local_hosts", args)
     assert rc == 0, res
@@ -49,9 +62,12 @@ def test_lifecycle(cluster, ssh_key):
     for host in res["hosts"]:
         assert host["status"] == "running"
         assert ipaddress.ip_address(host["address"]) in ipaddress.ip_network(SUBNET)
-        out = ssh(ssh_key, host["address"], "hostname; systemctl is-system-running; test -d /var/lib/docker")
+        # Strict host key checking with the file the module wrote: the key is the host's own.
+        out = ssh(ssh_key, host["address"], "hostname; systemctl is-system-running; test -d /var/lib/docker",
+                  known_hosts=known_hosts)
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == [host["name"], "running"]
+    assert_pinned(known_hosts, res["hosts"], ssh_key)
     objs = owned_objects(CLUSTER)
     assert sorted(objs["containers"]) == names
     assert sorted(objs["volumes"]) == [f"{n}-engine" for n in names]
@@ -63,8 +79,10 @@ def test_lifecycle(cluster, ssh_key):
     refused = ssh(other, res["hosts"][0]["address"], "true")
     assert refused.returncode == 255 and "Permission denied" in refused.stderr, refused
 
+    recorded = known_hosts.read_text()
     rc, again = run_module("rax.carina.local_hosts", args)
     assert rc == 0 and again["changed"] is False, again
+    assert known_hosts.read_text() == recorded
     assert [h["address"] for h in again["hosts"]] == [h["address"] for h in res["hosts"]]
 
     # A stopped host is started again.
@@ -73,7 +91,7 @@ def test_lifecycle(cluster, ssh_key):
     assert rc == 0 and res["changed"] is True and res["started"] == [names[1]], res
 
     # Prune removes the host that is no longer listed, with its volume.
-    pruned = hosts_args(ssh_key, names[:1], prune=True)
+    pruned = hosts_args(ssh_key, names[:1], prune=True, known_hosts=str(known_hosts))
     rc, res = run_module("rax.carina.local_hosts", pruned, check=True)
     assert rc == 0 and res["changed"] is True and names[1] in res["removed"]
     assert sorted(owned_objects(CLUSTER)["containers"]) == names
@@ -81,6 +99,7 @@ def test_lifecycle(cluster, ssh_key):
     assert rc == 0 and res["changed"] is True, res
     assert owned_objects(CLUSTER)["containers"] == names[:1]
     assert owned_objects(CLUSTER)["volumes"] == [f"{names[0]}-engine"]
+    assert names[1] not in known_hosts.read_text() and f"{names[0]}," in known_hosts.read_text()
 
     rc, res = run_module("rax.carina.local_hosts", {"cluster": CLUSTER, "state": "absent"})
     assert rc == 0 and res["changed"] is True

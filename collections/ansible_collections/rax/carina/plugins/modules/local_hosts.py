@@ -142,6 +142,15 @@ options:
     description: Seconds to wait for sshd on all hosts.
     type: int
     default: 120
+  known_hosts:
+    description:
+      - An OpenSSH C(known_hosts) file this module keeps, with the host key of every host (read
+        from the host through the engine, as a cloud's console shows it), for SSH with strict host
+        key checking. A host's key is read again only when the host is new (another container
+        under its name); entries of hosts no longer listed go.
+      - Requires O(wait); nothing is written in check mode.
+    type: path
+    version_added: 0.8.0
   docker_host:
     description:
       - Docker engine to use. Defaults to the E(DOCKER_HOST) environment variable, then
@@ -243,6 +252,12 @@ kept:
   returned: when state is absent
   type: list
   elements: str
+known_hosts:
+  description: The known_hosts file kept, when O(known_hosts) is set.
+  returned: when O(known_hosts) is set and not in check mode
+  type: str
+  sample: /root/.carina/clusters/demo/known_hosts
+  version_added: 0.8.0
 """
 
 import contextlib
@@ -255,6 +270,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes, write_atomic
 
 try:
     import docker
@@ -697,6 +713,41 @@ class LocalHosts:
         self.result["hosts"] = self.describe(set(wanted))
         if self.params["wait"]:
             self.wait_for_ssh({h["name"]: h["address"] for h in self.result["hosts"]})
+        if self.params["known_hosts"]:
+            self.keep_known_hosts(self.params["known_hosts"], self.result["hosts"])
+
+    def host_key(self, name):
+        """The host's ed25519 public key (type and key), read through the engine; the image makes it at
+        first boot, before sshd starts."""
+        deadline = time.time() + self.params["wait_timeout"]
+        while True:
+            run = self.api.exec_create(name, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], stdout=True, stderr=False)
+            fields = self.api.exec_start(run["Id"]).decode("utf-8", "replace").split()
+            if self.api.exec_inspect(run["Id"]).get("ExitCode") == 0 and fields[:1] == ["ssh-ed25519"] \
+                    and len(fields) >= 2:
+                return "%s %s" % (fields[0], fields[1])
+            if time.time() > deadline:
+                self.module.fail_json(msg="host %s has no SSH host key (/etc/ssh/ssh_host_ed25519_key.pub) after "
+                                          "%ss" % (name, self.params["wait_timeout"]), **self.result)
+            time.sleep(0.3)
+
+    def keep_known_hosts(self, path, hosts):
+        """Write the known_hosts file: per host a comment with its container id, then its entry."""
+        old = read_bytes(path)
+        recorded = known_hosts_entries(old.decode("utf-8", "replace") if old else "")
+        lines = ["# carina cluster %s: host keys, written by rax.carina.local_hosts" % self.cluster]
+        for host in sorted(hosts, key=lambda h: h["name"]):
+            if not host["id"] or not host["address"]:
+                continue
+            entry = recorded.get((host["name"], host["id"]))
+            if not entry or not entry.startswith("%s,%s " % (host["name"], host["address"])):
+                entry = "%s,%s %s" % (host["name"], host["address"], self.host_key(host["name"]))
+            lines += ["# host %s %s" % (host["name"], host["id"]), entry]
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        self.result["known_hosts"] = path
+        if data != old:
+            self.result["changed"] = True
+            write_atomic(path, data, 0o644)
 
     def ours(self, labels):
         """Whether an object labelled with the cluster's name is this cluster's (not another state folder's)."""
@@ -739,6 +790,18 @@ class LocalHosts:
                              % (", ".join(kept), self.cluster, " or ".join(sorted(kept_ids))))
 
 
+def known_hosts_entries(text):
+    """{(name, container id): entry} of a known_hosts file keep_known_hosts wrote."""
+    entries, owner = {}, None
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[:2] == ["#", "host"]:
+            owner = (parts[2], parts[3])
+        elif owner and parts and not line.startswith("#"):
+            entries[owner], owner = line, None
+    return entries
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -767,6 +830,7 @@ def main():
             prune=dict(type="bool", default=False),
             wait=dict(type="bool", default=True),
             wait_timeout=dict(type="int", default=120),
+            known_hosts=dict(type="path"),
             docker_host=dict(type="str"),
         ),
         supports_check_mode=True,
@@ -774,6 +838,8 @@ def main():
     if not HAS_DOCKER:
         module.fail_json(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
 
+    if module.params["known_hosts"] and not module.params["wait"]:
+        module.fail_json(msg="known_hosts needs wait: host keys are read once sshd answers")
     hosts = LocalHosts(module)
     try:
         if module.params["state"] == "present":
