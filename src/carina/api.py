@@ -491,13 +491,12 @@ class Client:
             "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
             "ANSIBLE_COLLECTIONS_PATH": paths.collections_path(),
             "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
             "ANSIBLE_GATHERING": "explicit",
             "ANSIBLE_FORKS": "20",
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
             "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
-            "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=no "
-                                "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            # Host keys are checked against what the cluster's provider recorded (its known_hosts).
+            "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s -o LogLevel=ERROR",
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(paths.control_path_dir(data_dir)),
             "ANSIBLE_LOCAL_TEMP": str(data_dir / "tmp"),
         }

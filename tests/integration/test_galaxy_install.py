@@ -30,7 +30,8 @@ def installed(tmp_path_factory) -> Path:
                            "-p", str(base / "collections")],
                           env=user_env(base), capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert (base / "collections" / "ansible_collections" / "rax" / "carina" / "MANIFEST.json").exists()
+    installed = base / "collections" / "ansible_collections" / "rax" / "carina"
+    assert (installed / "MANIFEST.json").exists() and (installed / "LICENSE").exists()
     return base
 
 

@@ -50,7 +50,8 @@ def machines(tmp_path_factory):
     hosts.append({"name": "st-lb", "role": "machine", "image": "carina-host:bookworm", "engine_volume": False})
     rc, made = run_module("rax.carina.local_hosts", {
         "cluster": MACHINES, "image": "carina-host:bookworm-engine",
-        "public_key": (folder / "id_ed25519.pub").read_text(), "hosts": hosts})
+        "public_key": (folder / "id_ed25519.pub").read_text(), "hosts": hosts,
+        "known_hosts": str(folder / "known_hosts")})
     try:
         assert rc == 0, made
         yield {"key": key, "folder": folder, "subnet": made["network"]["subnet"],
@@ -71,7 +72,11 @@ def inventory(machines, path: Path, masters, workers, *, lb=None, vip="") -> Pat
         "hosts": {"localhost": {"ansible_connection": "local",
                                 "ansible_python_interpreter": "{{ ansible_playbook_python }}"}},
         "vars": {"carina_provider": "static", "ansible_user": "root",
-                 "ansible_ssh_private_key_file": str(machines["key"]), **({"carina_vip": vip} if vip else {})},
+                 "ansible_ssh_private_key_file": str(machines["key"]),
+                 # The owner knows the machines' host keys; carina checks them strictly.
+                 "ansible_ssh_common_args": f"-o UserKnownHostsFile={machines['folder'] / 'known_hosts'} "
+                                            "-o StrictHostKeyChecking=yes",
+                 **({"carina_vip": vip} if vip else {})},
         "children": children}}
     path.write_text(yaml.safe_dump(data))
     return path
@@ -234,10 +239,11 @@ def kube_machines(tmp_path):
     hosts.append({"name": "st-klb", "role": "machine", "image": "carina-host:bookworm", "engine_volume": False})
     rc, made = run_module("rax.carina.local_hosts", {
         "cluster": KUBE_MACHINES, "image": "carina-host:bookworm-kube",
-        "public_key": key.with_suffix(".pub").read_text(), "hosts": hosts})
+        "public_key": key.with_suffix(".pub").read_text(), "hosts": hosts,
+        "known_hosts": str(tmp_path / "known_hosts")})
     try:
         assert rc == 0, made
-        yield {"key": key, "address": {h["name"]: h["address"] for h in made["hosts"]}}
+        yield {"key": key, "folder": tmp_path, "address": {h["name"]: h["address"] for h in made["hosts"]}}
     finally:
         rc, gone = run_module("rax.carina.local_hosts", {"cluster": KUBE_MACHINES, "state": "absent"})
         assert rc == 0, gone.get("msg", gone)

@@ -103,3 +103,30 @@ def test_every_driver_role_declares_its_entry_points():
         assert wanted <= set(specs), f"{name} lacks entry points {sorted(wanted - set(specs))}"
         for point in wanted - {"main"}:
             assert (roles / name / "tasks" / f"{point}.yml").is_file(), f"{name}: tasks/{point}.yml missing"
+
+
+def test_action_groups_hold_only_modules_with_the_groups_options():
+    """A module_defaults on a group sets options every module of the group must take: the OpenStack
+    connection options for group openstack; no other module is in any group."""
+    collection = ROOT / "collections" / "ansible_collections" / "rax" / "carina"
+    groups = yaml.safe_load((collection / "meta" / "runtime.yml").read_text())["action_groups"]
+    members = [m for m in groups["openstack"] if isinstance(m, str)]
+    assert sorted(members) == ["ironic_hosts", "nova_hosts", "octavia_lb"]
+    assert groups["carina"] == [{"metadata": {"extend_group": ["rax.carina.openstack"]}}]
+    for path in sorted((collection / "plugins" / "modules").glob("*.py")):
+        docs = yaml.safe_load(re.search(r'DOCUMENTATION = r"""(.*?)"""', path.read_text(), re.S).group(1))
+        takes_cloud = "rax.carina.openstack" in docs.get("extends_documentation_fragment", [])
+        assert takes_cloud == (path.stem in members), f"{path.stem}: OpenStack options {takes_cloud}"
+
+
+def test_one_license_everywhere_with_its_text():
+    collection = ROOT / "collections" / "ansible_collections" / "rax" / "carina"
+    galaxy = yaml.safe_load((collection / "galaxy.yml").read_text())
+    project = re.search(r'^license = "([^"]+)"$', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    assert galaxy["license"] == [project] == ["GPL-3.0-or-later"]
+    text = (ROOT / "LICENSE").read_text()
+    assert "GNU GENERAL PUBLIC LICENSE" in text and "Version 3, 29 June 2007" in text
+    assert (collection / "LICENSE").read_text() == text
+    headers = [p for p in (collection / "plugins").rglob("*.py")
+               if "SPDX-License-Identifier: GPL-3.0-or-later" not in p.read_text()]
+    assert headers == [], "plugins without the license header"

@@ -60,7 +60,8 @@ def inventory_nodes(hostnames, role, hostvars):
     return nodes
 
 
-CONNECTION_VARS = ("ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file")
+CONNECTION_VARS = ("ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file",
+                   "ansible_ssh_common_args")
 
 
 def connection_vars(hostnames, hostvars):

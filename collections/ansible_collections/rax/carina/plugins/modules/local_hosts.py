@@ -163,9 +163,8 @@ notes:
     security options, C(/sys/fs/cgroup) mount and tmpfs mounts systemd and a nested Docker
     engine need.
 seealso:
-  - name: rax.carina collection
-    description: The playbooks that use these hosts.
-    link: https://example.invalid/rax/carina
+  - module: rax.carina.nova_hosts
+    description: The same hosts as Nova servers.
 """
 
 EXAMPLES = r"""
