@@ -143,7 +143,9 @@ EXAMPLES = r"""
     vip_subnet: private-subnet
     listeners:
       - {port: 2376, monitor_type: TCP}
-    members: "{{ managers.hosts | community.general.json_query('[].{name: name, address: address}') }}"
+    members: >-
+      {{ managers.hosts | map('dict2items') | map('selectattr', 'key', 'in', ['name', 'address'])
+         | map('items2dict') | list }}
 """
 
 RETURN = r"""
