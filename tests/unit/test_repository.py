@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import subprocess
+from pathlib import Path
 
 import yaml
 
@@ -130,3 +132,30 @@ def test_one_license_everywhere_with_its_text():
     headers = [p for p in (collection / "plugins").rglob("*.py")
                if "SPDX-License-Identifier: GPL-3.0-or-later" not in p.read_text()]
     assert headers == [], "plugins without the license header"
+
+
+def awx_playbooks(project) -> list[str]:
+    """The playbooks AWX offers for a project: .yml/.yaml files outside roles, tasks, group_vars,
+    host_vars and hidden folders, with a line that starts (after spaces and a dash) with hosts,
+    include or import_playbook and a colon."""
+    starts = re.compile(r"^\s*-?\s*(hosts|include|import_playbook):")
+    skipped = ("roles", "tasks", "group_vars", "host_vars")
+    found = []
+    for folder, subfolders, files in os.walk(project):
+        subfolders[:] = sorted(d for d in subfolders if d not in skipped and not d.startswith("."))
+        for name in sorted(files):
+            path = Path(folder, name)
+            if name.endswith((".yml", ".yaml")) and any(
+                    starts.match(line) for line in path.read_text(errors="ignore").splitlines()):
+                found.append(str(path.relative_to(project)))
+    return found
+
+
+def test_awx_lists_the_site_playbooks():
+    listed = awx_playbooks(ROOT)
+    for name in ("create", "scale", "delete"):
+        assert f"playbooks/{name}.yml" in listed, listed
+    required = yaml.safe_load((ROOT / "collections" / "requirements.yml").read_text())
+    collection = ROOT / "collections" / "ansible_collections" / "rax" / "carina"
+    galaxy = yaml.safe_load((collection / "galaxy.yml").read_text())
+    assert {c["name"]: c["version"] for c in required["collections"]} == galaxy["dependencies"]
