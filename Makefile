@@ -43,6 +43,7 @@ lint: venv seed ## every quality gate; fails on any finding
 	ansible-lint --offline --profile production
 	cd $(COLLECTION) && ansible-test sanity --venv --python 3.13 --color no
 	cd $(COLLECTION) && antsibull-changelog lint
+	antsibull-docs lint-collection-docs --plugin-docs $(COLLECTION)
 
 unit: venv ## fast tests: no engine needed
 	pytest -q tests/unit $(COLLECTION)/tests/unit
