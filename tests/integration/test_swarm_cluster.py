@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -197,6 +198,21 @@ def test_docker_info_through_the_load_balancer(cluster):
     labels = cli(cluster["state"], "node", "inspect", f"{NAME}-worker-1", "--format",
                  '{{index .Spec.Labels "carina.role"}}').stdout.strip()
     assert labels == "worker"
+
+
+def test_overlay_networks_take_their_subnets_from_the_clusters_pool(cluster):
+    state = cluster["state"]
+    pool = ipaddress.ip_network("198.19.128.0/18")
+    assert record(state)["coe_options"] == {"address_pool": str(pool), "address_pool_mask": 24}
+    subnet = "{{range .IPAM.Config}}{{.Subnet}}{{end}}"
+    ingress = ipaddress.ip_network(cli(state, "network", "inspect", "ingress", "--format", subnet).stdout.strip())
+    assert ingress.subnet_of(pool) and ingress.prefixlen == 24, ingress
+    cli(state, "network", "create", "-d", "overlay", "it-pool")
+    try:
+        made = ipaddress.ip_network(cli(state, "network", "inspect", "it-pool", "--format", subnet).stdout.strip())
+    finally:
+        cli(state, "network", "rm", "it-pool")
+    assert made.subnet_of(pool) and made.prefixlen == 24 and made != ingress, made
 
 
 def test_connections_without_the_right_client_cert_are_refused(cluster, tmp_path):

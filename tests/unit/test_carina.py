@@ -725,13 +725,14 @@ def test_coe_options_are_typed_recorded_shown_and_passed_to_the_playbook(client,
     with pytest.raises(SystemExit) as exc:
         cli.main(["create", "k3", "-O", "colour"])
     assert exc.value.code == 2 and "argument --option/-O: 'colour': give NAME=VALUE" in capsys.readouterr().err
-    # A COE without options: none passed, none shown.
+    # Options not given are not passed (the playbook fills the contract's defaults), nor shown.
     cluster, run = client.create("s1")
     assert cluster.coe_options == {} and "carina_coe_options" not in extravars_of(client, run)
     assert cli.main(["get", "s1"]) == 0
     assert "coe_options:   -\n" in capsys.readouterr().out
     assert cli.main(["create", "s2", "-O", "colour=red"]) == 1
-    assert "option colour is not an option of coe swarm (its options: none)" in capsys.readouterr().err
+    assert ("option colour is not an option of coe swarm (its options: address_pool, address_pool_mask)"
+            in capsys.readouterr().err)
 
 
 def test_a_retried_create_reuses_the_coe_options_and_a_scale_passes_none(client):

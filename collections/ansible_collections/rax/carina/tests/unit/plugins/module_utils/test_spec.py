@@ -724,7 +724,8 @@ def test_static_without_inventory_hosts():
 def test_fill_defaults_from_the_contract():
     out = spec.fill(dict(name="demo"), SWARM)
     assert out == dict(name="demo", operation="create", remove=[], extra_sans=[], provider="local", masters=1,
-                       nodes=1, openstack={}, static={}, coe_options={})
+                       nodes=1, openstack={}, static={},
+                       coe_options={"address_pool": "198.19.128.0/18", "address_pool_mask": 24})
 
 
 def test_fill_defaults_of_another_contract(swarm):
@@ -1338,8 +1339,9 @@ def test_options_default_from_the_contract(optioned):
         dns=True, max_pods=110)
 
 
-def test_a_contract_without_options_plans_none():
-    assert planned(good_spec())["coe_options"] == {}
+def test_a_contract_without_options_plans_none(swarm):
+    del swarm["options"]
+    assert planned(good_spec(), contract=swarm)["coe_options"] == {}
 
 
 def test_options_given_recorded_then_default(optioned):
