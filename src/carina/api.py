@@ -350,6 +350,13 @@ class Client:
             raise CarinaError(f"shell {shell!r}: choose one of {', '.join(sorted(coe.shells()))}")
         return coe.env(self._bundle(name)[1], shell)
 
+    def env_vars(self, name: str) -> dict[str, str]:
+        """The environment the bundle's files set, by variable name (the contract's credentials.env)."""
+        coe, state = self._bundle(name)
+        cluster = self.get(name)
+        env = coe.contract["credentials"].get("env") or {}
+        return {key: str(value).format(endpoint=cluster.endpoint, path=state) for key, value in env.items()}
+
     def health(self, name: str) -> Health:
         """The health probe of the cluster's COE, once the cluster is *_COMPLETE."""
         cluster = self.get(name)

@@ -9,21 +9,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sqlite3
 import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from carina import __version__, coes, paths, planning
 from carina.api import CarinaError, Client
 from carina.store import RUN_ACTIVE, Conflict, Run
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DETACHED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_DETACHED = 0, 1, 2, 124, 130
+OUTPUTS = ("table", "json", "yaml")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def plain(text: str, stream=None) -> str:
+    """Text for a stream: colour codes only when the stream is a terminal."""
+    return text if (stream or sys.stdout).isatty() else ANSI.sub("", text)
 
 
 def emit(args, data, text: str) -> None:
     if args.output == "json":
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    elif args.output == "yaml":
+        # Through JSON first: what JSON cannot carry (times, paths) becomes text the same way.
+        print(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=True, default_flow_style=False),
+              end="")
     else:
         print(text)
 
@@ -123,6 +137,7 @@ class Progress:
 
 def wait_for(client: Client, run: Run, args) -> int:
     progress = Progress(client, run)
+    deadline = time.time() + args.timeout if getattr(args, "timeout", None) else None
     try:
         while True:
             progress.poll()
@@ -131,6 +146,11 @@ def wait_for(client: Client, run: Run, args) -> int:
                 progress.poll()
                 progress.close()
                 break
+            if deadline and time.time() > deadline:
+                progress.close()
+                print(f"carina: {run.action} of {run.cluster} not done within {args.timeout:g} s; run {run.id} goes "
+                      f"on (`carina logs {run.id} --follow`, `carina cancel {run.id}`)", file=sys.stderr)
+                return EXIT_TIMEOUT
             time.sleep(0.5)
     except KeyboardInterrupt:
         progress.close()
@@ -203,7 +223,12 @@ def cmd_credentials(client: Client, args) -> int:
 
 
 def cmd_env(client: Client, args) -> int:
-    sys.stdout.write(client.env(args.name, args.shell))
+    script = client.env(args.name, args.shell)
+    if args.output == "table":
+        sys.stdout.write(script)
+    else:
+        emit(args, {"cluster": args.name, "shell": args.shell, "env": client.env_vars(args.name), "script": script},
+             "")
     return EXIT_OK
 
 
@@ -248,13 +273,15 @@ def cmd_logs(client: Client, args) -> int:
             after = event["counter"]
             if args.output == "json":
                 print(json.dumps(event, default=str), flush=True)
+            elif args.output == "yaml":
+                print(yaml.safe_dump([json.loads(json.dumps(event, default=str))], sort_keys=True), end="", flush=True)
             elif event["stdout"]:
-                print(event["stdout"], flush=True)
+                print(plain(event["stdout"]), flush=True)
         run = client.run(run.id)
         if not args.follow or run.status not in RUN_ACTIVE:
             break
         time.sleep(0.5)
-    if args.output != "json":
+    if args.output == "table":
         print(f"-- run {run.id} ({run.action} {run.cluster}): {run.status}{': ' + run.reason if run.reason else ''}")
     return EXIT_OK if run.status in ("successful", *RUN_ACTIVE) else EXIT_FAILED
 
@@ -305,7 +332,51 @@ def add_create_options(p: argparse.ArgumentParser, coe_names: list[str] | None,
     p.add_argument("--option", "-O", action="append", default=[], type=option_pair, metavar="NAME=VALUE",
                    help="an option of the COE, typed by its contract (repeatable; an unknown NAME is refused with "
                         "the list of the COE's options; an empty VALUE means the default)")
+    add_wait(p)
+
+
+def add_wait(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", action="store_true", help="follow the run to its end")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="with --wait, stop following after SECONDS (exit 124; the run goes on)")
+
+
+def cmd_completion(_client, args) -> int:
+    sys.stdout.write(completion(args.shell))
+    return EXIT_OK
+
+
+def completion(shell: str) -> str:
+    """A completion script for `shell`: the verbs, each verb's options, cluster names from `carina ls`."""
+    verbs = {}
+    for action in parser()._subparsers._group_actions:  # argparse keeps its subparsers here
+        for name, sub in action.choices.items():
+            verbs[name] = sorted(o for a in sub._actions for o in a.option_strings if o.startswith("--"))
+    names = ("carina ls -o json 2>/dev/null"
+             " | python3 -c 'import json,sys; print(*(c[\"name\"] for c in json.load(sys.stdin)))'")
+    if shell == "bash":
+        cases = "\n".join(f'    {verb}) opts="{" ".join(opts)}" ;;' for verb, opts in verbs.items())
+        return f"""# carina completion for bash: eval "$(carina completion bash)"
+_carina() {{
+  local cur=${{COMP_WORDS[COMP_CWORD]}} verb=${{COMP_WORDS[1]}} opts=""
+  if [ "$COMP_CWORD" -eq 1 ]; then
+    COMPREPLY=($(compgen -W "{" ".join(verbs)} --output --home --version --help" -- "$cur")); return
+  fi
+  case "$verb" in
+{cases}
+  esac
+  if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+  else COMPREPLY=($(compgen -W "$({names})" -- "$cur")); fi
+}}
+complete -F _carina carina
+"""
+    lines = ["# carina completion for fish: carina completion fish | source",
+             "complete -c carina -f",
+             f"complete -c carina -n __fish_use_subcommand -a '{' '.join(verbs)}'",
+             f"complete -c carina -n 'not __fish_use_subcommand' -a '({names})'"]
+    for verb, opts in verbs.items():
+        lines += [f"complete -c carina -n '__fish_seen_subcommand_from {verb}' -l {o[2:]}" for o in opts]
+    return "\n".join(lines) + "\n"
 
 
 def default_coe() -> str:
@@ -318,8 +389,14 @@ def default_coe() -> str:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="carina", description="Instant-on container clusters.")
     top.add_argument("--version", action="version", version=f"carina {__version__}")
+    # The global options go before or after the verb: after it, they win; the verb's parser has no
+    # default of its own, so one given before the verb is kept.
+    top.add_argument("--output", "-o", choices=OUTPUTS, default="table", help="output format")
+    top.add_argument("--home", metavar="PATH", help="carina's folder (default: CARINA_HOME, else ~/.carina)")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--output", "-o", choices=["table", "json"], default="table", help="output format")
+    common.add_argument("--output", "-o", choices=OUTPUTS, default=argparse.SUPPRESS, help="output format")
+    common.add_argument("--home", metavar="PATH", default=argparse.SUPPRESS,
+                        help="carina's folder (default: CARINA_HOME, else ~/.carina)")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help_text):
@@ -342,19 +419,19 @@ def parser() -> argparse.ArgumentParser:
     p = add("grow", cmd_grow, "add workers")
     p.add_argument("name")
     p.add_argument("--by", type=int, required=True, help="number of workers to add")
-    p.add_argument("--wait", action="store_true", help="follow the run to its end")
+    add_wait(p)
     p = add("resize", cmd_resize, "set the number of workers (and masters); removed workers are drained first")
     p.add_argument("name")
     p.add_argument("--nodes", type=int, help="workers wanted")
     p.add_argument("--masters", type=int, help="masters wanted, by the COE's rules")
     p.add_argument("--remove", action="append", default=[], metavar="NODE", help="worker to remove first (by name)")
-    p.add_argument("--wait", action="store_true", help="follow the run to its end")
+    add_wait(p)
     p = add("repair", cmd_repair, "replace lost hosts and remove what they left in the control plane")
     p.add_argument("name")
-    p.add_argument("--wait", action="store_true", help="follow the run to its end")
+    add_wait(p)
     p = add("rm", cmd_rm, "delete a cluster")
     p.add_argument("name")
-    p.add_argument("--wait", action="store_true", help="follow the run to its end")
+    add_wait(p)
     p = add("runs", cmd_runs, "list the runs of a cluster")
     p.add_argument("name", nargs="?")
     p = add("logs", cmd_logs, "print the events of a run")
@@ -362,13 +439,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     p = add("cancel", cmd_cancel, "stop a run")
     p.add_argument("run")
+    p = add("completion", cmd_completion, "print a shell completion script (bash: eval \"$(carina completion bash)\")")
+    p.add_argument("shell", choices=["bash", "fish"])
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.home:
+        os.environ["CARINA_HOME"] = str(Path(args.home).expanduser())
     try:
-        code = args.func(Client(), args)
+        code = args.func(None if args.func is cmd_completion else Client(), args)
         sys.stdout.flush()
         return code
     except (CarinaError, Conflict) as exc:

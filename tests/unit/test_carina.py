@@ -11,8 +11,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from carina import api, cli, coes, hygiene, paths, worker
 from carina.errors import CarinaError
@@ -865,3 +867,63 @@ def test_ssh_control_sockets_fit_a_unix_socket_path_under_a_deep_home(tmp_path, 
     chosen.parent.chmod(0o755)  # someone else's, or opened up: refused, never used
     with pytest.raises(CarinaError, match="not a private folder"):
         paths.control_path_dir(deep)
+
+
+# -- the command line's global options, formats, completion ---------------------------------------------
+def test_output_and_home_go_before_or_after_the_verb(client, tmp_path, capsys, monkeypatch):
+    client.create("c1")
+    for argv in (["-o", "yaml", "ls"], ["ls", "-o", "yaml"], ["-o", "json", "ls", "-o", "yaml"]):
+        assert cli.main(argv) == 0
+        listed = yaml.safe_load(capsys.readouterr().out)
+        assert [c["name"] for c in listed] == ["c1"], argv
+    assert cli.main(["-o", "json", "get", "c1"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "c1"
+    other = tmp_path / "other"
+    monkeypatch.setenv("CARINA_HOME", str(tmp_path / "unused"))
+    for argv in (["--home", str(other), "-o", "json", "ls"], ["ls", "--home", str(other), "-o", "json"]):
+        assert cli.main(argv) == 0
+        assert json.loads(capsys.readouterr().out) == [], argv
+    assert (other / "carina.db").exists()
+
+
+def test_env_as_data_names_the_variables(client, capsys):
+    client.create("c1")
+    state = fake_bundle(client.home, "c1")
+    client.store.update_cluster("c1", status="CREATE_COMPLETE", endpoint="198.18.7.2")
+    assert cli.main(["env", "c1", "-o", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["env"] == {"DOCKER_HOST": "tcp://198.18.7.2:2376", "DOCKER_TLS_VERIFY": "1",
+                           "DOCKER_CERT_PATH": str(state)}
+    assert (data["shell"], data["script"]) == ("bash", f"export DOCKER_CERT_PATH={state}\n")
+    assert cli.main(["-o", "yaml", "env", "c1", "--shell", "fish"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["script"].startswith("set -gx")
+
+
+def test_wait_stops_following_after_the_timeout(client, capsys):
+    started_at = time.time()
+    assert cli.main(["create", "c1", "--wait", "--timeout", "1"]) == cli.EXIT_TIMEOUT
+    assert time.time() - started_at < 10
+    err = capsys.readouterr().err
+    assert "create of c1 not done within 1 s" in err and "carina cancel" in err
+    assert client.get("c1").status == "CREATE_IN_PROGRESS"  # the run goes on
+
+
+def test_logs_carry_no_colour_codes_when_not_on_a_terminal():
+    assert cli.plain("\x1b[0;32mok: [h1]\x1b[0m") == "ok: [h1]"
+
+
+def test_bash_completion_completes_verbs_options_and_names(client, tmp_path):
+    client.create("c1")
+    bindir = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    script = subprocess.run(["carina", "completion", "bash"], capture_output=True, text=True, check=True,
+                            env=os.environ | bindir).stdout
+    probe = tmp_path / "probe.sh"
+    probe.write_text(script + 'COMP_WORDS=(carina re); COMP_CWORD=1; _carina; echo "${COMPREPLY[*]}"\n'
+                     'COMP_WORDS=(carina create x --ti); COMP_CWORD=3; _carina; echo "${COMPREPLY[*]}"\n'
+                     'COMP_WORDS=(carina get ""); COMP_CWORD=2; _carina; echo "${COMPREPLY[*]}"\n')
+    lines = subprocess.run(["bash", str(probe)], capture_output=True, text=True, check=True, timeout=60,
+                           env=os.environ | bindir | {"CARINA_HOME": str(client.home)}).stdout.splitlines()
+    assert lines == ["resize repair", "--timeout", "c1"]
+    fish = subprocess.run(["carina", "completion", "fish"], capture_output=True, text=True, check=True,
+                          env=os.environ | bindir).stdout
+    assert "complete -c carina -n '__fish_seen_subcommand_from create' -l timeout" in fish
