@@ -159,3 +159,11 @@ def test_awx_lists_the_site_playbooks():
     collection = ROOT / "collections" / "ansible_collections" / "rax" / "carina"
     galaxy = yaml.safe_load((collection / "galaxy.yml").read_text())
     assert {c["name"]: c["version"] for c in required["collections"]} == galaxy["dependencies"]
+
+
+def test_the_collection_readme_has_the_sections_of_certified_content():
+    text = (ROOT / "collections" / "ansible_collections" / "rax" / "carina" / "README.md").read_text()
+    sections = re.findall(r"^## (.+)$", text, re.M)
+    for wanted in ("Description", "Requirements", "Installation", "Use cases", "Testing", "Contributing",
+                   "Support", "Release notes", "Related information", "License"):
+        assert wanted in sections, f"README.md has no section {wanted!r}"
