@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +19,31 @@ def env() -> dict[str, str]:
     out = dict(os.environ)
     out["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
     return out
+
+
+COLLECTION = ROOT / "collections" / "ansible_collections" / "rax" / "carina"
+
+
+def bare_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without any Ansible setting (as a user elsewhere or an AWX job has it)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")} | extra
+
+
+def install_collection(base: Path) -> Path:
+    """The collection as a Galaxy user has it: built into a tarball in `base`, installed into
+    `base`/collections with no Ansible settings of ours (run from `base`, no ansible.cfg there). The
+    dependencies (ansible.posix, community.crypto, ...) come with the ansible package: no network.
+    Returns the installed collection's folder."""
+    def galaxy(*args: str) -> None:
+        proc = subprocess.run([str(Path(sys.executable).parent / "ansible-galaxy"), "collection", *args], cwd=base,
+                              env=bare_env(), capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    galaxy("build", str(COLLECTION), "--output-path", str(base))
+    galaxy("install", "--no-deps", "-p", str(base / "collections"), str(next(base.glob("rax-carina-*.tar.gz"))))
+    installed = base / "collections" / "ansible_collections" / "rax" / "carina"
+    assert (installed / "MANIFEST.json").exists()
+    return installed
 
 
 def run_module(module: str, args: dict, *, check: bool = False) -> tuple[int, dict]:

@@ -7,7 +7,6 @@ Create, scale and delete follow each other as three jobs; the state lives in the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, owned_objects
+from tests.helpers import ROOT, bare_env, owned_objects
 
 NAME = "it-awx"
 CLUSTERS = (NAME,)
@@ -46,7 +45,7 @@ def job(tmp_path: Path, name: str, extravars: dict) -> subprocess.CompletedProce
     (data / "env" / "extravars").write_text(json.dumps(extravars))
     # A fresh home, short as an execution environment's (SSH's control sockets live under it).
     home = tempfile.mkdtemp(prefix="awx-")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")} | {"HOME": home}
+    env = bare_env(HOME=home)
     try:
         return subprocess.run(["ansible-runner", "run", str(data), "-p", f"playbooks/{name}.yml",
                                "--project-dir", str(ROOT)],

@@ -5,33 +5,21 @@ cluster works through its bundle, and a host whose key does not match is refused
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, owned_objects
+from tests.helpers import bare_env, install_collection, owned_objects
 
 NAME = "it-galaxy"
 CLUSTERS = (NAME,)
-COLLECTION = ROOT / "collections" / "ansible_collections" / "rax" / "carina"
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("galaxy")
-    built = subprocess.run(["ansible-galaxy", "collection", "build", str(COLLECTION), "--output-path", str(base)],
-                           env=user_env(base), capture_output=True, text=True, timeout=300, check=False)
-    assert built.returncode == 0, built.stdout + built.stderr
-    tarball = next(base.glob("rax-carina-*.tar.gz"))
-    # The dependencies (ansible.posix, community.crypto, ...) come with the ansible package: no network.
-    done = subprocess.run(["ansible-galaxy", "collection", "install", "--no-deps", str(tarball),
-                           "-p", str(base / "collections")],
-                          env=user_env(base), capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    installed = base / "collections" / "ansible_collections" / "rax" / "carina"
-    assert (installed / "MANIFEST.json").exists() and (installed / "LICENSE").exists()
+    assert (install_collection(base) / "LICENSE").exists()
     return base
 
 
@@ -39,8 +27,7 @@ def user_env(base: Path) -> dict[str, str]:
     """The caller's environment without any Ansible setting, a home of its own, the installed collection."""
     home = base / "home"
     home.mkdir(exist_ok=True)
-    out = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    return out | {"HOME": str(home), "ANSIBLE_COLLECTIONS_PATH": str(base / "collections")}
+    return bare_env(HOME=str(home), ANSIBLE_COLLECTIONS_PATH=str(base / "collections"))
 
 
 def playbook(base: Path, name: str, *extra: str) -> subprocess.CompletedProcess:

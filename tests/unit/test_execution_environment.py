@@ -5,7 +5,6 @@ step (the one the image build runs) gives the same. No image is built: there is 
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ROOT
+from tests.helpers import COLLECTION, ROOT, bare_env, install_collection
 
-COLLECTION = ROOT / "collections" / "ansible_collections" / "rax" / "carina"
 BIN = Path(sys.executable).parent
 # Import name -> the package that provides it, for what the collection imports beyond the standard library.
 PACKAGES = {"cryptography": "cryptography", "docker": "docker", "openstack": "openstacksdk"}
@@ -24,8 +22,7 @@ WANTED_SYSTEM = ["openssh-client [platform:dpkg]", "openssh-clients [platform:rp
 
 def run(*args: str, cwd: Path) -> str:
     """A command with no Ansible settings of ours: run from a folder without ansible.cfg."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(args, cwd=cwd, env=bare_env(), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -33,11 +30,7 @@ def run(*args: str, cwd: Path) -> str:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("ee")
-    galaxy = str(BIN / "ansible-galaxy")
-    run(galaxy, "collection", "build", str(COLLECTION), "--output-path", str(base), cwd=base)
-    tarball = next(base.glob("rax-carina-*.tar.gz"))
-    run(galaxy, "collection", "install", "--no-deps", str(tarball), "-p", str(base / "collections"), cwd=base)
-    assert (base / "collections" / "ansible_collections" / "rax" / "carina" / "requirements.txt").exists()
+    assert (install_collection(base) / "requirements.txt").exists()
     return base / "collections"
 
 
