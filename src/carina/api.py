@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from carina.store import IN_PROGRESS, RUN_ACTIVE, Cluster, Conflict, Run, Store
 
 __all__ = ["CarinaError", "Client", "Conflict", "Health", "static_hosts"]
 
+ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # a cluster's unique id, as rax.carina.cluster_lock makes it
 KEEP_RUNS = 10  # run folders (artifacts) kept per cluster; their events stay in the store
 # The inventory groups a provider whose hosts exist already (static) reads, by what they hold; the
 # playbooks read the same defaults (carina_masters_group, carina_workers_group, carina_lb_group).
@@ -115,6 +117,17 @@ class Client:
             raise CarinaError(f"cluster {name} not found; `carina ls` lists the clusters")
         return self._with_url(self._reconcile(cluster))
 
+    def find(self, cluster_id: str) -> Cluster:
+        """The cluster with this unique id (32 hex digits, or a UUID with dashes)."""
+        key = cluster_id.replace("-", "").lower()
+        cluster = None
+        if ID_PATTERN.fullmatch(key):
+            cluster = self.store.find_cluster(key) or next(
+                (c for c in self.store.list_clusters() if not c.uuid and self._state_id(c.name) == key), None)
+        if cluster is None:
+            raise CarinaError(f"cluster {cluster_id} not found; `carina ls` lists the clusters")
+        return self._with_url(self._reconcile(cluster))
+
     def coe(self, name: str) -> Coe:
         """The plug-in of a cluster's COE."""
         return coes.get(self.get(name).coe)
@@ -163,7 +176,8 @@ class Client:
     def create(self, name: str, *, coe: str | None = None, masters: int | None = None, nodes: int | None = None,
                provider: str = "local", subnet: str = "", extra_sans: list[str] | None = None,
                openstack: dict | None = None, inventory: str | Path | None = None,
-               coe_options: dict | None = None, allow_public_subnet: bool = False) -> tuple[Cluster, Run]:
+               coe_options: dict | None = None, allow_public_subnet: bool = False, cluster_id: str = "",
+               project: str = "", extra: dict | None = None) -> tuple[Cluster, Run]:
         """Record the cluster CREATE_IN_PROGRESS and start its create run; counts left out come from the contract.
 
         The spec is judged by the collection's planning rules first: a refused spec raises CarinaError
@@ -171,6 +185,10 @@ class Client:
         (groups masters and workers), which every later run of the cluster reuses. `coe_options` are
         the COE's own options ({name: value}, text typed by the contract's declared type); a retry of a
         failed create reuses the ones given before, the playbook fills the rest from the contract.
+
+        The cluster's unique id (32 hex digits, carried on everything the cluster leaves) is `cluster_id` or
+        a new one; a retried create keeps the first. `project` and `extra` are the service's: the owner and
+        the fields it shows (template, keypair, labels).
         """
         coe = coe or coes.default()
         openstack = {k: v for k, v in (openstack or {}).items() if v not in (None, "")}
@@ -193,6 +211,8 @@ class Client:
             extravars["carina_allow_public_subnet"] = True
         if given:
             extravars["carina_coe_options"] = given
+        if cluster_id and not ID_PATTERN.fullmatch(cluster_id):
+            raise CarinaError(f"cluster id {cluster_id!r}: 32 hexadecimal digits")
         self._unlocked(name)
         with self.store.transaction() as db:
             existing = self.store.get_cluster(name, db)
@@ -207,9 +227,14 @@ class Client:
                 if (existing.masters, existing.nodes, existing.coe) != (masters, nodes, coe):
                     raise Conflict(f"cluster {name} failed to create with masters={existing.masters} "
                                    f"nodes={existing.nodes}; retry with the same spec or `carina rm {name}` first")
+                if existing.project != project:
+                    raise Conflict(f"cluster {name} already exists; choose another name")
+            cluster_id = (existing.uuid if existing and existing.uuid else "") or cluster_id or uuid.uuid4().hex
+            extravars["carina_cluster_id"] = cluster_id
             cluster = Cluster(name=name, status="CREATE_IN_PROGRESS", coe=coe, provider=provider, masters=masters,
                               nodes=nodes, subnet=subnet, contract_version=plan["contract_version"],
-                              options=options, coe_options=given,
+                              options=options, coe_options=given, uuid=cluster_id, project=project,
+                              extra=(existing.extra if existing else {}) | (extra or {}),
                               created_at=existing.created_at if existing else time.time())
             run = self._new_run(cluster, "create", "rax.carina.create", extravars)
             cluster.current_run = run.id
@@ -225,7 +250,10 @@ class Client:
         self._plan({"name": name, "coe": cluster.coe, "operation": "delete"})
         with self.store.transaction() as db:
             cluster = self._idle(name, db)
-            run = self._new_run(cluster, "delete", "rax.carina.delete", {"carina_name": name})
+            extravars = {"carina_name": name}
+            if cluster.uuid:
+                extravars["carina_cluster_id"] = cluster.uuid  # a state folder with another id is not this cluster's
+            run = self._new_run(cluster, "delete", "rax.carina.delete", extravars)
             cluster.status, cluster.status_reason, cluster.current_run = "DELETE_IN_PROGRESS", "", run.id
             self.store.put_cluster(db, cluster)
             self.store.add_run(db, run)
@@ -453,8 +481,19 @@ class Client:
             raise CarinaError(f"cluster {name} has no credentials yet; wait for CREATE_COMPLETE")
         return coe, state
 
+    def _state_id(self, name: str) -> str:
+        """The unique id a playbook run gave the cluster (its state folder's `id`), '' when none."""
+        try:
+            found = (paths.state_dir(self.home, name) / "id").read_text().strip()
+        except OSError:
+            return ""
+        return found if ID_PATTERN.fullmatch(found) else ""
+
     def _with_url(self, cluster: Cluster) -> Cluster:
-        """A cluster recorded before the store kept API URLs gets one from its COE's contract."""
+        """A cluster recorded before the store kept API URLs gets one from its COE's contract, and one
+        recorded before it kept ids the id of its state folder."""
+        if not cluster.uuid:
+            cluster.uuid = self._state_id(cluster.name)
         if not cluster.api_url and cluster.endpoint:
             with contextlib.suppress(CarinaError):
                 cluster.api_url = coes.get(cluster.coe).api_url(cluster.endpoint)

@@ -69,6 +69,21 @@ MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
     ("clusters: the COE options the user gave (JSON)", (
         "ALTER TABLE clusters ADD COLUMN coe_options TEXT NOT NULL DEFAULT '{}'",
     )),
+    ("clusters: the unique id, the owning project and the service's fields (JSON); cluster templates", (
+        "ALTER TABLE clusters ADD COLUMN uuid TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE clusters ADD COLUMN project TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE clusters ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'",
+        """CREATE TABLE IF NOT EXISTS templates (
+            uuid TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            project TEXT NOT NULL DEFAULT '',
+            public INTEGER NOT NULL DEFAULT 0,
+            body TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS templates_project ON templates (project, name)",
+    )),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -122,6 +137,9 @@ class Cluster:
     contract_version: int = 0  # of the COE driver that last wrote the record; 0: not known yet
     options: dict = field(default_factory=dict)  # what later runs reuse, e.g. {"inventory": PATH}
     coe_options: dict = field(default_factory=dict)  # the COE's options as given (typed); a retried create reuses them
+    uuid: str = ""  # the cluster's unique id (32 hex digits), carried on everything it leaves; '' if not known yet
+    project: str = ""  # the project that owns it (the service's tenants); '' for the local user's
+    extra: dict = field(default_factory=dict)  # the service's fields (template, keypair, labels, timeout)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -148,7 +166,26 @@ class Run:
         return out
 
 
-JSON_COLUMNS = ("options", "coe_options")  # Cluster fields kept as JSON text
+@dataclass
+class Template:
+    """A cluster template of the service (Magnum's): what clusters made from it share."""
+    uuid: str
+    name: str
+    project: str = ""
+    public: bool = False
+    body: dict = field(default_factory=dict)  # every other field, as the API shows it
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+
+def template_of(row: sqlite3.Row) -> Template:
+    data = dict(row)
+    data["body"] = json.loads(data["body"] or "{}")
+    data["public"] = bool(data["public"])
+    return Template(**data)
+
+
+JSON_COLUMNS = ("options", "coe_options", "extra")  # Cluster fields kept as JSON text
 
 
 def _put(table: str, cls: type) -> str:
@@ -160,6 +197,7 @@ def _put(table: str, cls: type) -> str:
 
 PUT_CLUSTER = _put("clusters", Cluster)
 PUT_RUN = _put("runs", Run)
+PUT_TEMPLATE = _put("templates", Template)
 
 
 def cluster_row(cluster: Cluster) -> dict:
@@ -272,6 +310,29 @@ class Store:
     def delete_cluster(self, name: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM clusters WHERE name = ?", (name,))
+
+    def find_cluster(self, uuid: str) -> Cluster | None:
+        """The cluster with this unique id (32 hex digits)."""
+        with self.connect() as db:
+            row = db.execute("SELECT * FROM clusters WHERE uuid = ?", (uuid,)).fetchone()
+        return cluster_of(row) if row else None
+
+    # -- cluster templates ------------------------------------------------------------------
+    def put_template(self, template: Template) -> None:
+        template.updated_at = time.time()
+        row = asdict(template)
+        row["body"] = json.dumps(row["body"], sort_keys=True)
+        row["public"] = int(template.public)
+        with self.connect() as db:
+            db.execute(PUT_TEMPLATE, row)
+
+    def list_templates(self) -> list[Template]:
+        with self.connect() as db:
+            return [template_of(r) for r in db.execute("SELECT * FROM templates ORDER BY created_at, uuid")]
+
+    def delete_template(self, uuid: str) -> None:
+        with self.connect() as db:
+            db.execute("DELETE FROM templates WHERE uuid = ?", (uuid,))
 
     # -- runs -------------------------------------------------------------------------------
     def add_run(self, db: sqlite3.Connection, run: Run) -> None:

@@ -83,6 +83,40 @@ def test_create_records_in_progress_and_refuses_a_second(client):
         client.create("c1")
 
 
+def test_a_cluster_has_one_id_from_its_create_on(client):
+    """The id is chosen when the create is accepted, passed to the playbook (which keeps it in the state
+    folder and on every host), kept by a retry, named by the delete, and finds the cluster."""
+    cluster, run = client.create("c1")
+    assert re.fullmatch(r"[0-9a-f]{32}", cluster.uuid)
+    assert json.loads(client.store.get_run(run.id).params)["extravars"]["carina_cluster_id"] == cluster.uuid
+    dashed = f"{cluster.uuid[:8]}-{cluster.uuid[8:12]}-{cluster.uuid[12:16]}-{cluster.uuid[16:20]}-{cluster.uuid[20:]}"
+    assert client.find(dashed.upper()).name == "c1" and client.find(cluster.uuid).name == "c1"
+    client.store.update_cluster("c1", status="CREATE_FAILED")
+    again, run = client.create("c1")
+    assert again.uuid == cluster.uuid
+    assert json.loads(client.store.get_run(run.id).params)["extravars"]["carina_cluster_id"] == cluster.uuid
+    client.store.update_cluster("c1", status="CREATE_COMPLETE")
+    _cluster, run = client.delete("c1")
+    assert json.loads(client.store.get_run(run.id).params)["extravars"]["carina_cluster_id"] == cluster.uuid
+    with pytest.raises(CarinaError, match="cluster 0123 not found"):
+        client.find("0123")
+    with pytest.raises(CarinaError, match="32 hexadecimal digits"):
+        client.create("c2", cluster_id="not-an-id")
+    given = "ab" * 16
+    assert client.create("c3", cluster_id=given, project="p1", extra={"keypair": "k"})[0].uuid == given
+    assert client.find(given).project == "p1" and client.find(given).extra == {"keypair": "k"}
+
+
+def test_a_cluster_recorded_without_an_id_takes_its_state_folders(client):
+    """Clusters recorded before the store kept ids (or made by a playbook run) show the id of their state."""
+    client.create("old")
+    client.store.update_cluster("old", uuid="", status="CREATE_COMPLETE")
+    (client.home / "clusters" / "old").mkdir(parents=True)
+    (client.home / "clusters" / "old" / "id").write_text("cd" * 16 + "\n")
+    assert client.get("old").uuid == "cd" * 16
+    assert client.find("cd" * 16).name == "old"
+
+
 def _create_in(home, name, queue):
     os.environ["CARINA_HOME"] = home
     c = api.Client(home)
