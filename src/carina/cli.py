@@ -335,10 +335,38 @@ def add_create_options(p: argparse.ArgumentParser, coe_names: list[str] | None,
     add_wait(p)
 
 
+def add_serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE", help="config file (TOML: [service], [keystone], [cloud])")
+    p.add_argument("--bind", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 9511; 0 picks a free one)")
+    p.add_argument("--pidfile", type=Path, metavar="FILE", help="write the pid there while serving")
+
+
 def add_wait(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", action="store_true", help="follow the run to its end")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="with --wait, stop following after SECONDS (exit 124; the run goes on)")
+
+
+def cmd_serve(_client, args) -> int:
+    """The service in the foreground: Magnum's API (and the panel) on the config's address, until SIGTERM."""
+    from carina.service import server  # noqa: PLC0415 - the service's modules load for serve only
+    from carina.service.app import App  # noqa: PLC0415
+
+    config = server.Config.load(args.config, bind=args.bind, port=args.port, pidfile=args.pidfile,
+                                home=args.home if args.home else None)
+    os.environ["CARINA_HOME"] = str(config.home)
+    server.main_log()
+    app = App(config)
+
+    def ready(httpd):
+        host, port = httpd.server_address[:2]
+        shown = f"[{host}]" if ":" in host else host
+        mode = "Keystone tokens" if config.keystone else "one local tenant, no login"
+        print(f"carina serve: http://{shown}:{port}/v1 (Magnum API), {mode}; state in {config.home}", flush=True)
+
+    server.serve(config, app, ready)
+    return EXIT_OK
 
 
 def cmd_completion(_client, args) -> int:
@@ -439,6 +467,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     p = add("cancel", cmd_cancel, "stop a run")
     p.add_argument("run")
+    add_serve_options(add("serve", cmd_serve, "run the service (Magnum's API) in the foreground until SIGTERM"))
     p = add("completion", cmd_completion, "print a shell completion script (bash: eval \"$(carina completion bash)\")")
     p.add_argument("shell", choices=["bash", "fish"])
     return top
@@ -449,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.home:
         os.environ["CARINA_HOME"] = str(Path(args.home).expanduser())
     try:
-        code = args.func(None if args.func is cmd_completion else Client(), args)
+        code = args.func(None if args.func in (cmd_completion, cmd_serve) else Client(), args)
         sys.stdout.flush()
         return code
     except (CarinaError, Conflict) as exc:

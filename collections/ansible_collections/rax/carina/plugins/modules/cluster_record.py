@@ -52,6 +52,12 @@ options:
     description: What the provider needs to find the cluster again (for example the static hosts' addresses).
     type: dict
     default: {}
+  addresses:
+    description:
+      - The address clients reach each host of the cluster at, by host name (its floating IP, else its own).
+      - Left out, the addresses of the record already there are kept, for the hosts it still lists.
+    type: dict
+    version_added: 0.8.0
 """
 
 EXAMPLES = r"""
@@ -60,6 +66,9 @@ EXAMPLES = r"""
     cluster: "{{ carina_cluster }}"
     endpoint: 198.18.10.3
     subnet: 198.18.10.0/24
+    addresses:
+      demo-manager-1: 198.18.10.4
+      demo-worker-1: 198.18.10.5
 """
 
 RETURN = r"""
@@ -89,8 +98,9 @@ from ansible_collections.rax.carina.plugins.module_utils import spec as rules
 from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes, write_atomic
 
 
-def build(cluster, endpoint, subnet, settled, provider_data):
+def build(cluster, endpoint, subnet, settled, provider_data, addresses):
     contract = cluster.get("contract") or {}
+    hosts = set(cluster.get("master_hosts") or []) | set(cluster.get("worker_hosts") or [])
     return dict(
         schema_version=rules.RECORD_SCHEMA,
         name=cluster["name"],
@@ -113,6 +123,8 @@ def build(cluster, endpoint, subnet, settled, provider_data):
         static=dict(cluster.get("static") or {}),
         coe_options=dict(cluster.get("coe_options") or {}),
         provider_data=dict(provider_data or {}),
+        addresses=dict((name, str(address)) for name, address in (addresses or {}).items()
+                       if name in hosts and address),
     )
 
 
@@ -124,6 +136,7 @@ def main():
             subnet=dict(type="str", default=""),
             settled=dict(type="bool", default=False),
             provider_data=dict(type="dict", default={}),
+            addresses=dict(type="dict"),
         ),
         supports_check_mode=True,
     )
@@ -134,10 +147,16 @@ def main():
         module.fail_json(msg="cluster lacks %s: pass what rax.carina.cluster_spec returns" % ", ".join(missing))
     if rules.name_problems(cluster["name"]):
         module.fail_json(msg="cluster name %r is not valid" % cluster["name"])
-    record = build(cluster, p["endpoint"], p["subnet"], p["settled"], p["provider_data"])
     path = os.path.join(cluster["state_dir"], "cluster.json")
-    data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
     before = read_bytes(path)
+    addresses = p["addresses"]
+    if addresses is None:
+        try:
+            addresses = json.loads(before or b"{}").get("addresses") or {}
+        except (ValueError, AttributeError):
+            addresses = {}
+    record = build(cluster, p["endpoint"], p["subnet"], p["settled"], p["provider_data"], addresses)
+    data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
     changed = before != data
     result = dict(changed=changed, record=record, path=path)
     if module._diff:

@@ -1,0 +1,31 @@
+"""The service's WSGI application: Magnum's API, under the caller's identity."""
+
+from __future__ import annotations
+
+import logging
+
+from carina.api import Client
+from carina.service.auth import KeystoneAuth, NoAuth
+from carina.service.magnum import MagnumAPI, error_response
+from carina.service.server import Config
+from carina.service.web import HTTPError, Request
+
+LOG = logging.getLogger("carina.service")
+
+
+class App:
+    def __init__(self, config: Config):
+        self.config = config
+        self.client = Client(config.home)
+        self.auth = KeystoneAuth(config.keystone) if config.keystone else NoAuth()
+        self.api = MagnumAPI(self.client, self.auth, config.cloud)
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        try:
+            response = self.api.handle(request)
+        except Exception:  # an answer, never a traceback: the details go to the log only
+            LOG.exception("%s %s failed (request %s)", request.method, request.path, request.id)
+            response = error_response(HTTPError(500, f"the service failed on this request ({request.id}); its "
+                                                     f"log has the details"), request)
+        return response(start_response)

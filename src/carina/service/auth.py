@@ -1,0 +1,139 @@
+"""Who asks: Keystone tokens validated against Keystone, or the single local tenant without Keystone."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from carina.errors import CarinaError
+from carina.service.web import HTTPError, Request
+
+CACHE_SECONDS = 300  # a validated token is trusted this long (at most until it expires)
+TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class Context:
+    """The caller: their project (what they own), user, roles, and whether they see every project."""
+
+    project_id: str = ""
+    user_id: str = ""
+    roles: tuple[str, ...] = ()
+    is_admin: bool = False
+    token: str = field(default="", repr=False)
+
+    def owns(self, project_id: str) -> bool:
+        return self.is_admin or project_id == self.project_id
+
+
+class NoAuth:
+    """Without Keystone: one tenant, the local user, who owns everything (the service then listens on
+    127.0.0.1 only)."""
+
+    keystone = False
+
+    def __call__(self, request: Request) -> Context:
+        return Context(is_admin=True)
+
+
+class KeystoneAuth:
+    """Validates X-Auth-Token with Keystone (GET /v3/auth/tokens), as the service's own user.
+
+    Tokens must be scoped to a project. The roles in `admin_roles` (default: admin) see and change every
+    project's clusters and templates.
+    """
+
+    keystone = True
+
+    def __init__(self, settings: dict):
+        self.auth_url = settings["auth_url"].rstrip("/")
+        if not self.auth_url.startswith(("http://", "https://")):
+            raise CarinaError(f"[keystone] auth_url {self.auth_url!r}: an http:// or https:// URL")
+        if not self.auth_url.endswith("/v3"):
+            self.auth_url += "/v3"
+        self.settings = settings
+        self.admin_roles = set(settings.get("admin_roles") or ["admin"])
+        self._lock = threading.Lock()
+        self._service_token = ("", 0.0)
+        self._cache: dict[str, tuple[Context, float]] = {}
+
+    def __call__(self, request: Request) -> Context:
+        token = request.header("X-Auth-Token")
+        if not token:
+            raise HTTPError(401, "authentication required: send a Keystone token in X-Auth-Token",
+                            headers=[("WWW-Authenticate", f'Keystone uri="{self.auth_url}"')])
+        cached = self._cache.get(token)
+        if cached and cached[1] > time.time():
+            return cached[0]
+        body = self._validate(token)
+        info = body.get("token") or {}
+        project = info.get("project") or {}
+        if not project.get("id"):
+            raise HTTPError(403, "the token is not scoped to a project; ask Keystone for a project token")
+        roles = tuple(sorted(r.get("name", "") for r in info.get("roles") or []))
+        context = Context(project_id=project["id"], user_id=(info.get("user") or {}).get("id", ""),
+                          roles=roles, is_admin=bool(self.admin_roles & set(roles)), token=token)
+        expires = parse_time(info.get("expires_at")) or time.time() + CACHE_SECONDS
+        with self._lock:
+            if len(self._cache) > 10000:
+                self._cache.clear()
+            self._cache[token] = (context, min(expires, time.time() + CACHE_SECONDS))
+        return context
+
+    def _validate(self, token: str) -> dict:
+        for attempt in (1, 2):
+            service = self._service(renew=attempt == 2)
+            req = urllib.request.Request(self.auth_url + "/auth/tokens",  # noqa: S310 - http(s), checked
+                                         headers={"X-Auth-Token": service, "X-Subject-Token": token,
+                                                  "Accept": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 - http(s), checked
+                    return json.loads(resp.read())
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    raise HTTPError(401, "the token is not valid (expired or revoked); get a new one") from exc
+                if exc.code == 401 and attempt == 1:
+                    continue  # the service's own token expired
+                raise HTTPError(503, f"Keystone answered {exc.code} when validating the token") from exc
+            except (OSError, ValueError) as exc:
+                raise HTTPError(503, f"Keystone ({self.auth_url}) cannot be reached: {exc}") from exc
+        raise HTTPError(503, "Keystone refused the service's own credentials")
+
+    def _service(self, renew: bool = False) -> str:
+        with self._lock:
+            token, expires = self._service_token
+            if token and not renew and expires > time.time() + 60:
+                return token
+            s = self.settings
+            body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+                "name": s["username"], "password": s["password"],
+                "domain": {"name": s.get("user_domain_name", "Default")}}}},
+                "scope": {"project": {"name": s.get("project_name", "service"),
+                                      "domain": {"name": s.get("project_domain_name", "Default")}}}}}
+            req = urllib.request.Request(self.auth_url + "/auth/tokens", data=json.dumps(body).encode(),  # noqa: S310
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 - http(s), checked
+                    token = resp.headers["X-Subject-Token"]
+                    expires = parse_time(json.loads(resp.read())["token"].get("expires_at")) or time.time() + 600
+            except urllib.error.HTTPError as exc:
+                raise HTTPError(503, f"Keystone refused the service's own credentials ({exc.code})") from exc
+            except (OSError, ValueError, KeyError) as exc:
+                raise HTTPError(503, f"Keystone ({self.auth_url}) cannot be reached: {exc}") from exc
+            self._service_token = (token, expires)
+            return token
+
+
+def parse_time(text: str | None) -> float:
+    """Seconds since the epoch of an ISO 8601 UTC time as Keystone writes it; 0 when there is none."""
+    if not text:
+        return 0.0
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
