@@ -1,0 +1,331 @@
+"""The service's Magnum API in process (no playbook runs): shapes the real clients need, rules, isolation, CSRs."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from carina import api
+from carina.errors import CarinaError
+from carina.service import certs
+from carina.service.auth import Context, NoAuth
+from carina.service.magnum import MagnumAPI
+from carina.service.server import Config
+from carina.service.web import HTTPError, Request
+from tests.unit.test_carina import write_record
+
+LATEST = "container-infra latest"
+
+
+class Caller:
+    """Calls the API as a WSGI server would, as the identity `who` (by project)."""
+
+    def __init__(self, api_: MagnumAPI):
+        self.api = api_
+
+    def __call__(self, method, path, body=None, *, version=LATEST, project=None, admin=False):
+        data = b"" if body is None else json.dumps(body).encode()
+        path, _, query = path.partition("?")
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+                   "CONTENT_LENGTH": str(len(data)), "wsgi.input": io.BytesIO(data), "wsgi.url_scheme": "http",
+                   "HTTP_HOST": "127.0.0.1:9511", "HTTP_X_TEST_PROJECT": project or "",
+                   "HTTP_X_TEST_ADMIN": "1" if admin else ""}
+        if version:
+            environ["HTTP_OPENSTACK_API_VERSION"] = version
+        response = self.api.handle(Request(environ))
+        out = json.loads(response.data) if response.data else None
+        return response.status, out, dict(response.headers)
+
+
+def as_project(request: Request) -> Context:
+    """Who asks, from test headers: a project's member, or an admin."""
+    project = request.header("X-Test-Project")
+    if not project:
+        return NoAuth()(request)
+    return Context(project_id=project, user_id=f"user-{project}", is_admin=bool(request.header("X-Test-Admin")))
+
+
+@pytest.fixture
+def call(tmp_path, monkeypatch):
+    monkeypatch.setenv("CARINA_HOME", str(tmp_path))
+    monkeypatch.setattr(api.Client, "_spawn", lambda self, run: None)
+    return Caller(MagnumAPI(api.Client(tmp_path), as_project))
+
+
+def template(call, name="sw", coe="swarm-mode", **fields):
+    body = {"name": name, "coe": coe, "image_id": "carina-host", "keypair_id": None, "labels": {}} | fields
+    status, out, _headers = call("POST", "/v1/clustertemplates", body, project=fields.pop("project", None))
+    assert status == 201, out
+    return out
+
+
+def test_versions_answer_without_a_token_and_v1_speaks_microversions(call):
+    status, root, headers = call("GET", "/", version=None)
+    assert status == 200 and root["versions"][0]["id"] == "v1" and root["versions"][0]["max_version"] == "1.14"
+    assert root["versions"][0]["links"][0] == {"href": "http://127.0.0.1:9511/v1/", "rel": "self"}
+    status, v1, headers = call("GET", "/v1/")
+    assert status == 200 and v1["id"] == "v1" and "clusters" in v1
+    assert headers["OpenStack-API-Version"] == "container-infrastructure-management 1.14"
+    assert headers["OpenStack-API-Minimum-Version"].endswith(" 1.1")
+    assert call("GET", "/v1/clusters", version="container-infra 1.5")[2]["OpenStack-API-Version"].endswith("1.5")
+    assert call("GET", "/v1/clusters", version=None)[2]["OpenStack-API-Version"].endswith("1.1")
+    for bad in ("container-infra 2.0", "container-infra 1.15", "compute 1.2", "container-infra"):
+        status, out, _ = call("GET", "/v1/clusters", version=bad)
+        assert status == 406 and out["errors"][0]["code"] == "magnum.microversion-unsupported", bad
+    status, out, headers = call("DELETE", "/v1/clusters")
+    assert status == 405 and headers["Allow"] == "GET, POST"
+    assert call("GET", "/v1/nothing")[0] == 404
+
+
+def test_templates_have_every_field_and_links_and_resolve_by_name_or_uuid(call):
+    made = template(call, labels={"kube_tag": "v1.20.2"}, flavor_id="m1.small")
+    assert made["links"][0]["href"] == f"http://127.0.0.1:9511/v1/clustertemplates/{made['uuid']}"
+    assert made["coe"] == "swarm-mode" and made["tls_disabled"] is False and made["floating_ip_enabled"] is True
+    assert made["keypair_id"] is None and made["master_flavor_id"] is None and made["server_type"] == "vm"
+    for ident in ("sw", made["uuid"], made["uuid"].upper()):
+        status, shown, _ = call("GET", f"/v1/clustertemplates/{ident}")
+        assert status == 200 and shown["uuid"] == made["uuid"], ident
+    status, listed, _ = call("GET", "/v1/clustertemplates/")
+    assert [t["uuid"] for t in listed["clustertemplates"]] == [made["uuid"]] and "next" not in listed
+    status, patched, _ = call("PATCH", "/v1/clustertemplates/sw", [
+        {"op": "replace", "path": "/flavor_id", "value": "m1.large"}, {"op": "add", "path": "/labels/a", "value": "1"},
+        {"op": "remove", "path": "/labels/kube_tag"}])
+    assert status == 200 and patched["flavor_id"] == "m1.large" and patched["labels"] == {"a": "1"}
+    assert call("PATCH", "/v1/clustertemplates/sw", [{"op": "replace", "path": "/uuid", "value": "x"}])[0] == 400
+    template(call, name="sw")
+    status, out, _ = call("GET", "/v1/clustertemplates/sw")
+    assert status == 409 and "use the uuid" in out["errors"][0]["title"]
+    assert call("DELETE", f"/v1/clustertemplates/{made['uuid']}")[0] == 204
+    assert call("GET", f"/v1/clustertemplates/{made['uuid']}")[0] == 404
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"coe": "mesos"}, "coe 'mesos' is not supported; choose one of kubernetes, swarm, swarm-mode"),
+    ({"coe": None}, "coe: required"),
+    ({"image_id": None}, "image_id: required"),
+    ({"tls_disabled": True}, "always use TLS"),
+    ({"server_type": "lpar"}, "server_type 'lpar': vm or bm"),
+    ({"docker_volume_size": "ten"}, "docker_volume_size: int expected"),
+    ({"labels": ["a"]}, "labels: dict expected"),
+    ({"name": "9lives"}, "name '9lives'"),
+])
+def test_bad_templates_are_refused_with_the_reason_magnumclient_prints(call, fields, message):
+    body = {"name": "t", "coe": "kubernetes", "image_id": "img"} | fields
+    status, out, _ = call("POST", "/v1/clustertemplates", body)
+    assert status == 400 and message in out["errors"][0]["title"] and out["message"] == out["errors"][0]["title"]
+    assert call("GET", "/v1/clustertemplates")[1]["clustertemplates"] == []
+
+
+def test_a_cluster_create_is_accepted_with_its_uuid_and_shows_magnums_fields(call):
+    tpl = template(call, coe="kubernetes", labels={"kube_tag": "v1.20.2", "other": "x"}, flavor_id="m1.small",
+                   master_lb_enabled=True)
+    status, out, _ = call("POST", "/v1/clusters", {
+        "name": "k1", "cluster_template_id": "sw", "create_timeout": 60, "discovery_url": None, "keypair": None,
+        "master_count": 3, "node_count": 2, "labels": {"kubernetes_version": "1.20.2"}, "merge_labels": True})
+    assert status == 202 and list(out) == ["uuid"]
+    uuid = out["uuid"]
+    cluster = call.api.client.get("k1")
+    assert cluster.uuid == uuid.replace("-", "") and (cluster.masters, cluster.nodes) == (3, 2)
+    assert cluster.coe == "kubernetes" and cluster.coe_options == {"kubernetes_version": "1.20.2"}
+    run = call.api.client.run(cluster.current_run)
+    assert json.loads(run.params)["extravars"]["carina_cluster_id"] == cluster.uuid
+    status, shown, _ = call("GET", f"/v1/clusters/{uuid}")
+    assert status == 200 and shown["status"] == "CREATE_IN_PROGRESS" and shown["cluster_template_id"] == tpl["uuid"]
+    assert shown["api_address"] is None and shown["flavor_id"] == "m1.small" and shown["master_lb_enabled"] is True
+    assert shown["labels"] == {"kube_tag": "v1.20.2", "other": "x", "kubernetes_version": "1.20.2"}
+    assert shown["labels_added"] == {"kubernetes_version": "1.20.2"} and shown["coe_version"] == "v1.20.2"
+    assert shown["cluster_id"] is None and "stack_id" not in shown and "faults" not in shown
+    assert call("GET", "/v1/clusters/k1")[1]["uuid"] == uuid
+    assert "stack_id" in call("GET", "/v1/clusters/k1", version=None)[1]
+    status, listed, _ = call("GET", "/v1/clusters")
+    assert set(listed["clusters"][0]) >= {"uuid", "name", "status", "health_status", "node_count", "links"}
+    assert "api_address" not in listed["clusters"][0]
+    assert "api_address" in call("GET", "/v1/clusters/detail")[1]["clusters"][0]
+    status, out, _ = call("POST", "/v1/clusters", {"name": "k1", "cluster_template_id": "sw"})
+    assert status == 409 and "already exists" in out["errors"][0]["title"]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    ({"cluster_template_id": "nope"}, 404, "ClusterTemplate nope could not be found"),
+    ({}, 400, "cluster_template_id: required"),
+    ({"cluster_template_id": "sw", "master_count": 2}, 400, "masters=2"),
+    ({"cluster_template_id": "sw", "node_count": "many"}, 400, "node_count: a whole number"),
+    ({"cluster_template_id": "sw", "name": "Bad_Name"}, 400, "name 'Bad_Name'"),
+    ({"cluster_template_id": "sw", "create_timeout": 0}, 400, "create_timeout"),
+    ({"cluster_template_id": "sw", "flavour": "x"}, 400, "unknown cluster field(s): flavour"),
+])
+def test_bad_cluster_creates_are_refused_before_anything_is_recorded(call, body, status, message):
+    template(call)
+    answer, out, _ = call("POST", "/v1/clusters", {"name": "c1"} | body)
+    assert answer == status and message in out["errors"][0]["title"], out
+    assert call.api.client.list() == []
+
+
+def test_resize_and_node_count_patches_start_a_scale_and_other_changes_are_refused(call):
+    template(call)
+    uuid = call("POST", "/v1/clusters", {"name": "c1", "cluster_template_id": "sw"})[1]["uuid"]
+    status, out, _ = call("POST", f"/v1/clusters/{uuid}/actions/resize", {"node_count": 2})
+    assert status == 400 and 'status is "CREATE_IN_PROGRESS"' in out["errors"][0]["title"]
+    call.api.client.store.update_cluster("c1", status="CREATE_COMPLETE")
+    write_record(call.api.client.home, "c1")
+    status, out, _ = call("POST", f"/v1/clusters/{uuid}/actions/resize", {"node_count": 2},
+                          version="container-infra 1.6")
+    assert status == 406
+    status, out, _ = call("POST", "/v1/clusters/c1/actions/resize", {"node_count": 2, "nodegroup": "gpu"})
+    assert status == 400 and "default-worker" in out["errors"][0]["title"]
+    # openstacksdk's update_cluster sends `add` for a field it did not fetch: taken as replace.
+    status, out, _ = call("PATCH", "/v1/clusters/c1/", [{"op": "add", "path": "/node_count", "value": 3}])
+    assert status == 202 and out == {"uuid": uuid}, out
+    run = call.api.client.run(call.api.client.get("c1").current_run)
+    assert run.action == "scale" and json.loads(run.params)["extravars"]["carina_nodes"] == 3
+    call.api.client.store.update_cluster("c1", status="UPDATE_COMPLETE")
+    status, out, _ = call("PATCH", "/v1/clusters/c1", [{"op": "replace", "path": "/name", "value": "c2"}])
+    assert status == 400 and "'/name' cannot be changed" in out["errors"][0]["title"]
+    status, out, _ = call("DELETE", "/v1/clustertemplates/sw")
+    assert status == 400 and "referenced by one or multiple clusters (c1)" in out["errors"][0]["title"]
+    assert call("DELETE", "/v1/clusters/c1")[0] == 204
+    assert call.api.client.get("c1").status == "DELETE_IN_PROGRESS"
+
+
+def test_lists_page_as_magnum_does(call):
+    template(call)
+    made = [call("POST", "/v1/clusters", {"name": f"c{i}", "cluster_template_id": "sw"})[1]["uuid"] for i in range(3)]
+    status, first, _ = call("GET", "/v1/clusters/?limit=2")
+    assert [c["uuid"] for c in first["clusters"]] == made[:2]
+    assert first["next"] == f"/v1/clusters?sort_key=id&sort_dir=asc&limit=2&marker={made[1]}"
+    status, second, _ = call("GET", first["next"])
+    assert [c["uuid"] for c in second["clusters"]] == made[2:] and "next" not in second
+    assert call("GET", f"/v1/clusters?marker={made[2]}")[1] == {"clusters": []}
+    assert [c["name"] for c in call("GET", "/v1/clusters?sort_key=name&sort_dir=desc")[1]["clusters"]] == \
+        ["c2", "c1", "c0"]
+    for query, message in (("limit=0", "Limit must be positive"), ("sort_dir=up", "asc or desc"),
+                           ("sort_key=colour", "sort_key 'colour'")):
+        status, out, _ = call("GET", f"/v1/clusters?{query}")
+        assert status == 400 and message in out["errors"][0]["title"], query
+
+
+def test_a_project_sees_and_changes_only_its_own_and_an_admin_sees_all(call):
+    mine = template(call, name="mine", project="p1")
+    status, out, _ = call("POST", "/v1/clustertemplates", {"name": "pub", "coe": "swarm", "image_id": "i",
+                                                           "public": True}, project="p1")
+    assert status == 403 and "only an admin may publish" in out["errors"][0]["title"]
+    status, _public, _ = call("POST", "/v1/clustertemplates", {"name": "pub", "coe": "swarm", "image_id": "i",
+                                                               "public": True}, project="adm", admin=True)
+    assert status == 201
+    uuid = call("POST", "/v1/clusters", {"name": "c1", "cluster_template_id": "mine"}, project="p1")[1]["uuid"]
+    assert call.api.client.get("c1").project == "p1"
+    assert call("POST", "/v1/clusters", {"name": "c2", "cluster_template_id": "mine"}, project="p2")[0] == 404
+    assert call("GET", f"/v1/clustertemplates/{mine['uuid']}", project="p2")[0] == 404
+    assert [t["name"] for t in call("GET", "/v1/clustertemplates", project="p2")[1]["clustertemplates"]] == ["pub"]
+    assert call("POST", "/v1/clusters", {"name": "c2", "cluster_template_id": "pub"}, project="p2")[0] == 202
+    assert [c["name"] for c in call("GET", "/v1/clusters", project="p2")[1]["clusters"]] == ["c2"]
+    for method, path in (("GET", f"/v1/clusters/{uuid}"), ("GET", "/v1/clusters/c1"), ("DELETE", "/v1/clusters/c1"),
+                         ("GET", f"/v1/certificates/{uuid}")):
+        assert call(method, path, project="p2")[0] == 404, path
+    status, out, _ = call("POST", "/v1/certificates", {"cluster_uuid": uuid, "csr": "x"}, project="p2")
+    assert status == 400 and "could not be found" in out["errors"][0]["title"]
+    assert call("PATCH", "/v1/clustertemplates/pub", [{"op": "replace", "path": "/flavor_id", "value": "f"}],
+                project="p2")[0] == 403
+    assert sorted(c["name"] for c in call("GET", "/v1/clusters", project="adm", admin=True)[1]["clusters"]) == \
+        ["c1", "c2"]
+
+
+def make_ca(state: Path) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "c1 CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+          .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+    (state / "pki").mkdir(parents=True)
+    (state / "pki" / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (state / "pki" / "ca-key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return ca
+
+
+def csr(key, cn="admin", org="system:masters") -> str:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                                                                                         org)])
+    request = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    return request.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_the_ca_and_a_signed_client_certificate_as_coe_cluster_config_asks(call, tmp_path):
+    template(call)
+    uuid = call("POST", "/v1/clusters", {"name": "c1", "cluster_template_id": "sw"})[1]["uuid"]
+    status, out, _ = call("GET", f"/v1/certificates/{uuid}")
+    assert status == 400 and "no CA yet" in out["errors"][0]["title"]
+    ca = make_ca(tmp_path / "clusters" / "c1")
+    call.api.client.store.update_cluster("c1", status="CREATE_COMPLETE")
+    status, shown, _ = call("GET", f"/v1/certificates/{uuid}")
+    assert status == 200 and shown["pem"] == ca.public_bytes(serialization.Encoding.PEM).decode()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    status, out, _ = call("POST", "/v1/certificates", {"cluster_uuid": "c1", "csr": csr(key)})
+    assert status == 201 and out["cluster_uuid"] == uuid
+    cert = x509.load_pem_x509_certificate(out["pem"].encode())
+    cert.verify_directly_issued_by(ca)
+    assert cert.subject.rfc4514_string() == "O=system:masters,CN=admin"
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == \
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert cert.not_valid_after_utc <= ca.not_valid_after_utc
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: "not a csr", "not a PEM certificate signing request"),
+    (lambda: csr(rsa.generate_private_key(public_exponent=65537, key_size=1024)),  # noqa: S505 - refused
+     "RSA key of 1024 bits"),
+    (lambda: csr(ec.generate_private_key(ec.SECP256K1())), "EC key on secp256k1"),
+    (lambda: "x" * 20000, "at most 16384"),
+])
+def test_weak_or_malformed_csrs_are_refused(tmp_path, make, message):
+    make_ca(tmp_path)
+    with pytest.raises(CarinaError, match=re.escape(message)):
+        certs.sign(tmp_path, make())
+
+
+def test_a_csr_whose_signature_does_not_match_is_refused(tmp_path):
+    make_ca(tmp_path)
+    good = csr(ec.generate_private_key(ec.SECP256R1()))
+    body = good.splitlines()
+    tampered = "\n".join([*body[:-3], body[-3][:-8] + ("AAAAAAAA" if not body[-3].endswith("AAAAAAAA") else "BBBBBBBB"),
+                          *body[-2:]])
+    with pytest.raises(CarinaError, match="csr: its signature does not match its public key"):
+        certs.sign(tmp_path, tampered)
+
+
+def test_config_listens_on_loopback_only_without_keystone(tmp_path):
+    conf = tmp_path / "carina.toml"
+    conf.write_text('[service]\nbind = "0.0.0.0"\nport = 9999\n')
+    with pytest.raises(CarinaError, match="listens on a loopback address only"):
+        Config.load(conf)
+    conf.write_text('[service]\nbind = "0.0.0.0"\n[keystone]\nauth_url = "http://127.0.0.1:5000/v3"\n'
+                    'username = "carina"\npassword = "p"\n')
+    assert Config.load(conf).bind == "0.0.0.0"  # noqa: S104 - with Keystone, any address
+    conf.write_text('[service]\nbind = "127.0.0.1"\ncolour = "red"\n[extra]\n')
+    with pytest.raises(CarinaError, match=r"unknown section \[extra\]; unknown key 'colour' in \[service\]"):
+        Config.load(conf)
+    conf.write_text('[keystone]\nauth_url = "http://k"\n')
+    with pytest.raises(CarinaError, match=r"\[keystone\] needs username, password"):
+        Config.load(conf)
+    assert Config.load(None, port=0, home=str(tmp_path)).home == tmp_path
+
+
+def test_errors_are_answers_not_tracebacks(call):
+    status, out, _ = call("POST", "/v1/clusters")
+    assert status == 400 and "has no body" in out["errors"][0]["title"]
+    with pytest.raises(HTTPError):
+        Request({"CONTENT_LENGTH": "x", "wsgi.input": io.BytesIO(b"")}).json()
+    status, out, _ = call("PATCH", "/v1/clustertemplates/none", {"op": "x"})
+    assert status == 404
