@@ -67,7 +67,7 @@ EXAMPLES = r"""
     endpoint: 198.18.10.3
     subnet: 198.18.10.0/24
     addresses:
-      demo-manager-1: 198.18.10.4
+      demo-master-1: 198.18.10.4
       demo-worker-1: 198.18.10.5
 """
 
@@ -98,7 +98,7 @@ from ansible_collections.rax.carina.plugins.module_utils import spec as rules
 from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes, write_atomic
 
 
-def build(cluster, endpoint, subnet, settled, provider_data, addresses):
+def build(cluster, endpoint, subnet, settled, provider_data, *, addresses):
     contract = cluster.get("contract") or {}
     hosts = set(cluster.get("master_hosts") or []) | set(cluster.get("worker_hosts") or [])
     return dict(
@@ -155,7 +155,7 @@ def main():
             addresses = json.loads(before or b"{}").get("addresses") or {}
         except (ValueError, AttributeError):
             addresses = {}
-    record = build(cluster, p["endpoint"], p["subnet"], p["settled"], p["provider_data"], addresses)
+    record = build(cluster, p["endpoint"], p["subnet"], p["settled"], p["provider_data"], addresses=addresses)
     data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
     changed = before != data
     result = dict(changed=changed, record=record, path=path)
