@@ -17,6 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from carina import api
 from carina.errors import CarinaError
 from carina.service import certs
+from carina.service.app import App
 from carina.service.auth import Context, NoAuth
 from carina.service.magnum import MagnumAPI
 from carina.service.server import Config
@@ -329,3 +330,21 @@ def test_errors_are_answers_not_tracebacks(call):
         Request({"CONTENT_LENGTH": "x", "wsgi.input": io.BytesIO(b"")}).json()
     status, out, _ = call("PATCH", "/v1/clustertemplates/none", {"op": "x"})
     assert status == 404
+
+
+def test_the_openapi_document_names_every_route_and_method_the_api_serves(tmp_path, monkeypatch):
+    monkeypatch.setenv("CARINA_HOME", str(tmp_path))
+    app = App(Config.load(None, home=str(tmp_path)))
+    seen = []
+    answer = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/openapi.json", "wsgi.input": io.BytesIO(b""),
+                           "HTTP_HOST": "127.0.0.1:9511"}, lambda status, headers: seen.append(status)))
+    doc = json.loads(answer)
+    assert seen == ["200 OK"] and doc["openapi"] == "3.1.0" and doc["servers"] == [{"url": "http://127.0.0.1:9511"}]
+    served = {(method.lower(), regex.pattern) for regex, methods in app.api.router.routes for method in methods}
+    documented = set()
+    for path, item in doc["paths"].items():
+        pattern = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "/?$"
+        documented |= {(method, pattern) for method in item if method != "parameters"}
+    assert served == documented
+    refs = set(re.findall(r'"#/components/schemas/(\w+)"', answer.decode()))
+    assert refs <= set(doc["components"]["schemas"]), refs - set(doc["components"]["schemas"])

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from carina.api import Client
+from carina.service import openapi
 from carina.service.auth import KeystoneAuth, NoAuth
 from carina.service.magnum import MagnumAPI, error_response
 from carina.service.server import Config
-from carina.service.web import HTTPError, Request
+from carina.service.web import HTTPError, Request, Response
 
 LOG = logging.getLogger("carina.service")
 
@@ -23,7 +24,10 @@ class App:
     def __call__(self, environ, start_response):
         request = Request(environ)
         try:
-            response = self.api.handle(request)
+            if request.path == "/openapi.json" and request.method == "GET":
+                response = Response(200, openapi.document(request.url("")))
+            else:
+                response = self.api.handle(request)
         except Exception:  # an answer, never a traceback: the details go to the log only
             LOG.exception("%s %s failed (request %s)", request.method, request.path, request.id)
             response = error_response(HTTPError(500, f"the service failed on this request ({request.id}); its "
