@@ -308,12 +308,12 @@ class MagnumAPI:
             raise HTTPError(status, f"Cluster {ident} could not be found")
         return found[0]
 
-    def cluster_view(self, request: Request, cluster: Cluster, full: bool = True) -> dict:
+    def cluster_view(self, request: Request, cluster: Cluster, full: bool = True, probe: bool | None = None) -> dict:
         extra = cluster.extra or {}
         coe = None
         with contextlib.suppress(CarinaError):
             coe = coes.get(cluster.coe)
-        health, reason = self.health_of(cluster, probe=full)
+        health, reason = self.health_of(cluster, probe=full if probe is None else probe)
         version = request.context.get("version", MIN_VERSION)
         labels = dict(extra.get("labels") or {})
         view = {
@@ -385,11 +385,13 @@ class MagnumAPI:
         return self._list_clusters(request, full=True)
 
     def _list_clusters(self, request: Request, full: bool) -> Response:
-        views = [self.cluster_view(request, c, full=False) for c in self._clusters(request.context["who"])]
+        clusters = self._clusters(request.context["who"])  # read and reconciled once per request
+        views = [self.cluster_view(request, c, full=False) for c in clusters]
         items, next_url = page(request, views, "clusters")
         if full:
-            by_uuid = {dashed(c.uuid): c for c in self._clusters(request.context["who"])}
-            items = [self.cluster_view(request, by_uuid[v["uuid"]], full=True) if v["uuid"] in by_uuid else v
+            # The last probed health only: a listing never waits on the clusters' endpoints.
+            by_uuid = {dashed(c.uuid): c for c in clusters}
+            items = [self.cluster_view(request, by_uuid[v["uuid"]], probe=False) if v["uuid"] in by_uuid else v
                      for v in items]
             for item in items:
                 item.pop("faults", None)
