@@ -77,6 +77,10 @@ ACCOUNTS = {
     "demo": {"project": "demo", "secret": "demo-testcloud", "roles": ["member", "load-balancer_member"]},
     "octavia": {"project": "service", "secret": "octavia-testcloud", "roles": ["admin", "service"]},
     "ironic": {"project": "service", "secret": "ironic-testcloud", "roles": ["admin", "service"]},
+    # A second tenant (for isolation tests), and the carina service's own user: it validates callers' tokens
+    # (Keystone lets the service role do that) and may do nothing else.
+    "alt": {"project": "alt", "secret": "alt-testcloud", "roles": ["member"]},
+    "carina": {"project": "service", "secret": "carina-testcloud", "roles": ["service"]},
 }
 EXTRA_ROLES = [
     "member",

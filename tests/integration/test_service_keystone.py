@@ -1,0 +1,141 @@
+"""`carina serve` behind the test cloud's real Keystone: its endpoint in the catalog as container-infra, tokens of
+two projects and of an admin, each project seeing and changing only its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.helpers import ROOT
+
+openstack = pytest.importorskip("openstack")
+
+CLOUD_DIR = ROOT / ".cache" / "testcloud"
+CLOUDS_YAML = CLOUD_DIR / "clouds.yaml"
+CLUSTERS = ()  # templates only: no cluster is made here
+
+
+def cloud_cmd(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["python3", str(ROOT / "testcloud" / "cloud.py"), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, check=False)
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    was_up = cloud_cmd("status").returncode == 0
+    proc = cloud_cmd("up")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    yield json.loads((CLOUD_DIR / "cloud.json").read_text())
+    if not was_up:
+        cloud_cmd("down")
+
+
+def connect(facts: dict, user: str):
+    account = facts["users"][user]
+    return openstack.connect(auth_url=facts["auth_url"], username=user, password=account["password"],
+                             project_name=account["project"], user_domain_name="Default",
+                             project_domain_name="Default", region_name=facts["region"], load_envvars=False,
+                             load_yaml_config=False)
+
+
+@pytest.fixture(scope="module")
+def service(cloud, tmp_path_factory):
+    """carina serve with [keystone] (the carina service user), registered in the catalog as container-infra."""
+    base = tmp_path_factory.mktemp("service-ks")
+    account = cloud["users"]["carina"]
+    (base / "carina.toml").write_text(
+        f'[service]\nbind = "127.0.0.1"\nport = 0\nhome = "{base / "home"}"\n'
+        f'[keystone]\nauth_url = "{cloud["auth_url"]}"\nusername = "carina"\npassword = "{account["password"]}"\n'
+        f'project_name = "{account["project"]}"\n')
+    (base / "carina.toml").chmod(0o600)
+    log = open(base / "serve.log", "w+")  # noqa: SIM115 - the process writes it until the end
+    proc = subprocess.Popen(["carina", "serve", "--config", str(base / "carina.toml")], stdout=subprocess.PIPE,
+                            stderr=log, text=True, start_new_session=True)
+    line = proc.stdout.readline()
+    match = re.search(r"(http://127\.0\.0\.1:\d+/v1) \(Magnum API\), Keystone tokens", line)
+    assert match, f"carina serve said {line!r}; log: {(base / 'serve.log').read_text()}"
+    url = match[1]
+    admin = connect(cloud, "admin")
+    registered = admin.identity.create_service(type="container-infra", name="magnum", enabled=True)
+    for interface in ("public", "internal"):
+        admin.identity.create_endpoint(service_id=registered.id, interface=interface, url=url,
+                                       region_id=cloud["region"])
+    yield {"url": url, "log": base / "serve.log"}
+    admin.identity.delete_service(registered)  # its endpoints go with it
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    log.close()
+
+
+def coe(cloud: dict, user: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The openstack CLI as `user`, finding the service through the catalog."""
+    account = cloud["users"][user]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")} | {
+        "OS_AUTH_URL": cloud["auth_url"], "OS_USERNAME": user, "OS_PASSWORD": account["password"],
+        "OS_PROJECT_NAME": account["project"], "OS_USER_DOMAIN_NAME": "Default",
+        "OS_PROJECT_DOMAIN_NAME": "Default", "OS_REGION_NAME": cloud["region"], "OS_IDENTITY_API_VERSION": "3",
+        "SHELL": "/bin/bash"}
+    proc = subprocess.run(["openstack", "coe", *args], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    if check:
+        assert proc.returncode == 0, f"{user}: openstack coe {' '.join(args)}: {proc.stderr}"
+    return proc
+
+
+def names(cloud: dict, user: str) -> list[str]:
+    listed = coe(cloud, user, "cluster", "template", "list", "-f", "json").stdout
+    return sorted(t["name"] for t in json.loads(listed))
+
+
+def make(cloud: dict, user: str, name: str, *extra: str) -> subprocess.CompletedProcess:
+    return coe(cloud, user, "cluster", "template", "create", name, "--coe", "kubernetes", "--image", "carina-host",
+               "--external-network", "public", *extra, check=False)
+
+
+def test_each_project_sees_and_changes_only_its_own_and_the_admin_sees_all(cloud, service):
+    assert make(cloud, "demo", "demo-tpl").returncode == 0
+    assert make(cloud, "alt", "alt-tpl").returncode == 0
+    assert names(cloud, "demo") == ["demo-tpl"]
+    assert names(cloud, "alt") == ["alt-tpl"]
+    assert names(cloud, "admin") == ["alt-tpl", "demo-tpl"]
+    shown = json.loads(coe(cloud, "demo", "cluster", "template", "show", "demo-tpl", "-f", "json").stdout)
+    assert shown["project_id"] == cloud["users"]["demo"]["project_id"]
+    hidden = coe(cloud, "alt", "cluster", "template", "show", "demo-tpl", check=False)
+    assert "ClusterTemplate demo-tpl could not be found (HTTP 404)" in hidden.stderr
+    hidden = coe(cloud, "alt", "cluster", "template", "show", shown["uuid"], check=False)
+    assert "could not be found (HTTP 404)" in hidden.stderr
+    refused = coe(cloud, "alt", "cluster", "create", "x", "--cluster-template", shown["uuid"], check=False)
+    assert "could not be found (HTTP 404)" in refused.stderr
+    # Only an admin publishes; a public template is everyone's to use, its owner's (or an admin's) to change.
+    assert "only an admin may publish" in make(cloud, "demo", "pub", "--public").stderr
+    assert make(cloud, "admin", "pub", "--public").returncode == 0
+    assert names(cloud, "alt") == ["alt-tpl", "pub"]
+    changed = coe(cloud, "alt", "cluster", "template", "update", "pub", "--flavor", "m1.large", check=False)
+    assert "belongs to another project (HTTP 403)" in changed.stderr
+    coe(cloud, "alt", "cluster", "template", "delete", "demo-tpl")  # the CLI prints the failure, exits 0
+    assert names(cloud, "demo") == ["demo-tpl", "pub"]
+    for user, name in (("demo", "demo-tpl"), ("alt", "alt-tpl"), ("admin", "pub")):
+        coe(cloud, user, "cluster", "template", "delete", name)
+    assert names(cloud, "admin") == []
+
+
+def test_calls_without_a_valid_project_token_are_refused(cloud, service):
+    for token, status in (("", 401), ("not-a-token", 401)):
+        headers = {"X-Auth-Token": token} if token else {}
+        request = urllib.request.Request(service["url"] + "/clusters", headers=headers)  # noqa: S310 - ours
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=30)  # noqa: S310 - the test's own service on 127.0.0.1
+        assert caught.value.code == status
+        body = json.loads(caught.value.read())
+        assert body["errors"][0]["status"] == status
+    with urllib.request.urlopen(service["url"], timeout=30) as answer:  # noqa: S310 - versions need no token
+        assert json.loads(answer.read())["id"] == "v1"
+    log = service["log"].read_text()
+    assert "not-a-token" not in log and cloud["users"]["carina"]["password"] not in log
