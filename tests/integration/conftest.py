@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 
 import pytest
 
-from tests.helpers import owned_by_cluster
+from tests.helpers import ROOT, owned_by_cluster
 
 
 def pytest_collection_modifyitems(items):
@@ -76,3 +77,20 @@ def ssh_key(tmp_path):
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     return key
+
+
+@pytest.fixture(scope="session")
+def test_cloud():
+    """The test cloud (testcloud/cloud.py), up for every module that needs it; its facts (cloud.json).
+    Brought down at the end of the session only if it was not up before."""
+    def cloud_cmd(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["python3", str(ROOT / "testcloud" / "cloud.py"), *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=900, check=False)
+
+    was_up = cloud_cmd("status").returncode == 0
+    proc = cloud_cmd("up")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    yield json.loads((ROOT / ".cache" / "testcloud" / "cloud.json").read_text())
+    if not was_up:
+        proc = cloud_cmd("down")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -28,16 +28,6 @@ BAREMETAL_NODES = 3
 CLUSTERS = ("os-vm", "os-mixed", "os-bad", "os-cap", "os-kube")
 
 
-def cloud_cmd(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["python3", str(ROOT / "testcloud" / "cloud.py"), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, check=check)
-
-
-def answers() -> bool:
-    proc = cloud_cmd("status", check=False)
-    return proc.returncode == 0
-
-
 def ensure_baremetal_nodes(admin) -> None:
     """Fake-hardware nodes in resource class baremetal, available, as an operator enrolls them."""
     have = [n for n in admin.baremetal.nodes(details=True) if (n.name or "").startswith("it-bm-")]
@@ -49,16 +39,11 @@ def ensure_baremetal_nodes(admin) -> None:
 
 
 @pytest.fixture(scope="module")
-def cloud():
-    was_up = answers()
-    proc = cloud_cmd("up", check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def cloud(test_cloud):
     os.environ["OS_CLIENT_CONFIG_FILE"] = str(CLOUDS_YAML)
     admin = openstack.connect(cloud="devstack-admin")
     ensure_baremetal_nodes(admin)
-    yield {"admin": admin, "demo": openstack.connect(cloud="devstack")}
-    if not was_up:
-        cloud_cmd("down", check=False)
+    return {"admin": admin, "demo": openstack.connect(cloud="devstack")}
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -17,24 +18,13 @@ from tests.helpers import ROOT
 
 openstack = pytest.importorskip("openstack")
 
-CLOUD_DIR = ROOT / ".cache" / "testcloud"
-CLOUDS_YAML = CLOUD_DIR / "clouds.yaml"
-CLUSTERS = ()  # templates only: no cluster is made here
-
-
-def cloud_cmd(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["python3", str(ROOT / "testcloud" / "cloud.py"), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, check=False)
+# The carina names of this module's clusters: the Magnum name `web` of two projects (the second gets a suffix).
+CLUSTERS = ("web",)
 
 
 @pytest.fixture(scope="module")
-def cloud():
-    was_up = cloud_cmd("status").returncode == 0
-    proc = cloud_cmd("up")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    yield json.loads((CLOUD_DIR / "cloud.json").read_text())
-    if not was_up:
-        cloud_cmd("down")
+def cloud(test_cloud):
+    return test_cloud
 
 
 def connect(facts: dict, user: str):
@@ -69,6 +59,9 @@ def service(cloud, tmp_path_factory):
                                        region_id=cloud["region"])
     yield {"url": url, "log": base / "serve.log"}
     admin.identity.delete_service(registered)  # its endpoints go with it
+    for name in CLUSTERS:  # what a failed test left
+        subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={name}",
+                        "-e", f"carina_home={base / 'home'}"], cwd=ROOT, capture_output=True, check=False)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     log.close()
@@ -124,6 +117,51 @@ def test_each_project_sees_and_changes_only_its_own_and_the_admin_sees_all(cloud
     for user, name in (("demo", "demo-tpl"), ("alt", "alt-tpl"), ("admin", "pub")):
         coe(cloud, user, "cluster", "template", "delete", name)
     assert names(cloud, "admin") == []
+
+
+def docker_with(env_text: str, *args: str) -> subprocess.CompletedProcess:
+    exports = dict(re.findall(r"^export (\w+)=(.*)$", env_text, re.MULTILINE))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")} | exports
+    return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_project_makes_uses_and_deletes_its_cluster_and_another_cannot_touch_it(cloud, service, tmp_path):
+    coe(cloud, "demo", "cluster", "template", "create", "ks-swarm", "--coe", "swarm-mode", "--image", "carina-host",
+        "--external-network", "public")
+    out = coe(cloud, "demo", "cluster", "create", "web", "--cluster-template", "ks-swarm", "--master-count", "1",
+              "--node-count", "0").stdout
+    uuid = re.search(r"Request to create cluster (\S+) accepted", out)[1]
+    # Another project sees nothing of it, by name or by uuid, and may not sign a certificate for it.
+    for ident in ("web", uuid):
+        hidden = coe(cloud, "alt", "cluster", "show", ident, check=False)
+        assert "could not be found (HTTP 404)" in hidden.stderr, hidden.stderr
+    assert json.loads(coe(cloud, "alt", "cluster", "list", "-f", "json").stdout) == []
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        cluster = json.loads(coe(cloud, "demo", "cluster", "show", "web", "-f", "json").stdout)
+        if not cluster["status"].endswith("_IN_PROGRESS"):
+            break
+        time.sleep(3)
+    assert cluster["status"] == "CREATE_COMPLETE", cluster
+    assert cluster["project_id"] == cloud["users"]["demo"]["project_id"]
+    denied = coe(cloud, "alt", "cluster", "config", "web", "--dir", str(tmp_path), "--output-certs",
+                 check=False)
+    assert denied.returncode != 0 and "could not be found (HTTP 404)" in denied.stderr, denied.stderr
+    assert not list(tmp_path.iterdir()), "no credentials were written for another project's cluster"
+    env_text = coe(cloud, "demo", "cluster", "config", "web", "--dir", str(tmp_path), "--output-certs").stdout
+    info = docker_with(env_text, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}")
+    assert info.stdout.split() == ["active", "true"], info.stderr
+    assert "could not be found (HTTP 404)" in coe(cloud, "alt", "cluster", "delete", "web", check=False).stderr
+    assert json.loads(coe(cloud, "admin", "cluster", "list", "-f", "json").stdout)[0]["uuid"] == uuid
+    coe(cloud, "demo", "cluster", "delete", "web")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        gone = coe(cloud, "demo", "cluster", "show", "web", check=False)
+        if gone.returncode != 0:
+            break
+        time.sleep(3)
+    assert "Cluster web could not be found (HTTP 404)" in gone.stderr
+    coe(cloud, "demo", "cluster", "template", "delete", "ks-swarm")
 
 
 def test_calls_without_a_valid_project_token_are_refused(cloud, service):

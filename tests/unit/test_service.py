@@ -155,12 +155,29 @@ def test_a_cluster_create_is_accepted_with_its_uuid_and_shows_magnums_fields(cal
     assert status == 409 and "already exists" in out["errors"][0]["title"]
 
 
+def test_magnum_names_are_per_project_and_map_to_carina_names(call):
+    assert call("POST", "/v1/clustertemplates", {"name": "pubt", "coe": "swarm", "image_id": "i", "public": True},
+                project="adm", admin=True)[0] == 201
+    assert call("POST", "/v1/clusters", {"name": "web", "cluster_template_id": "pubt"}, project="p1")[0] == 202
+    status, out, _ = call("POST", "/v1/clusters", {"name": "web", "cluster_template_id": "pubt"}, project="p1")
+    assert status == 409 and "already exists in this project" in out["errors"][0]["title"]
+    assert call("POST", "/v1/clusters", {"name": "web", "cluster_template_id": "pubt"}, project="p2")[0] == 202
+    assert call("POST", "/v1/clusters", {"name": "My_Swarm.1", "cluster_template_id": "pubt"}, project="p2")[0] == 202
+    internal = sorted(c.name for c in call.api.client.list())
+    assert internal[0] == "my-swarm-1" and internal[1] == "web" and re.fullmatch(r"web-[0-9a-f]{8}", internal[2])
+    for project in ("p1", "p2"):
+        shown = call("GET", "/v1/clusters/web", project=project)[1]
+        assert shown["name"] == "web" and shown["project_id"] == project
+    assert sorted(c["name"] for c in call("GET", "/v1/clusters", project="p2")[1]["clusters"]) == ["My_Swarm.1", "web"]
+
+
 @pytest.mark.parametrize(("body", "status", "message"), [
     ({"cluster_template_id": "nope"}, 404, "ClusterTemplate nope could not be found"),
     ({}, 400, "cluster_template_id: required"),
     ({"cluster_template_id": "sw", "master_count": 2}, 400, "masters=2"),
     ({"cluster_template_id": "sw", "node_count": "many"}, 400, "node_count: a whole number"),
-    ({"cluster_template_id": "sw", "name": "Bad_Name"}, 400, "name 'Bad_Name'"),
+    ({"cluster_template_id": "sw", "name": "9lives"}, 400, "name '9lives': a letter, then"),
+    ({"cluster_template_id": "sw", "name": "web\n"}, 400, "name 'web\\n'"),
     ({"cluster_template_id": "sw", "create_timeout": 0}, 400, "create_timeout"),
     ({"cluster_template_id": "sw", "flavour": "x"}, 400, "unknown cluster field(s): flavour"),
 ])

@@ -30,6 +30,9 @@ MAX_LIMIT = 1000
 HEALTH_SECONDS = 15  # a health probe's answer is shown this long before the next show probes again
 FAILED = ("CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED", "ROLLBACK_FAILED", "RESUME_FAILED")
 MAGNUM_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]*$")
+CLUSTER_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_.-]{0,99}")
+CLUSTER_NAME_RULE = "a letter, then up to 99 letters, digits, '_', '.' or '-'"
+INTERNAL_PREFIX = 31  # of a carina name made from a Magnum name: with '-' and 8 hex digits, 40, the longest name
 
 # Magnum's COE names of carina's COE drivers (both of Magnum's Swarm names are the one Swarm driver).
 COE_ALIASES = {"swarm-mode": "swarm", "swarm": "swarm"}
@@ -78,6 +81,11 @@ def uuid_like(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def shown_name(cluster: Cluster) -> str:
+    """The name Magnum's clients gave the cluster (its carina name may differ, see MagnumAPI.internal_name)."""
+    return (cluster.extra or {}).get("name") or cluster.name
 
 
 class MagnumAPI:
@@ -226,7 +234,7 @@ class MagnumAPI:
         fields = self.template_fields({k: v for k, v in changed.items() if k in TEMPLATE_FIELDS}, creating=False)
         if fields.get("public") and not template.public and not who.is_admin:
             raise HTTPError(403, "only an admin may publish a cluster template (public: true)")
-        in_use = [c.name for c in self.client.store.list_clusters()
+        in_use = [shown_name(c) for c in self.client.store.list_clusters()
                   if (c.extra or {}).get("cluster_template_id") == template.uuid]
         moved = sorted(k for k in ("coe", "image_id", "server_type", "tls_disabled")
                        if fields.get(k) != current.get(k))
@@ -243,7 +251,7 @@ class MagnumAPI:
         template = self._template(request, request.params["ident"])
         if not request.context["who"].owns(template.project):
             raise HTTPError(403, f"ClusterTemplate {template.name} belongs to another project")
-        users = [c.name for c in self.client.store.list_clusters()
+        users = [shown_name(c) for c in self.client.store.list_clusters()
                  if (c.extra or {}).get("cluster_template_id") == template.uuid]
         if users:
             raise HTTPError(400, f"ClusterTemplate {template.name} is referenced by one or multiple clusters "
@@ -302,7 +310,7 @@ class MagnumAPI:
             except CarinaError:
                 found = []
         else:
-            found = [c for c in self._clusters(who) if c.name == ident]
+            found = [c for c in self._clusters(who) if shown_name(c) == ident]
         found = [c for c in found if who.owns(c.project)]
         if not found:
             raise HTTPError(status, f"Cluster {ident} could not be found")
@@ -317,7 +325,7 @@ class MagnumAPI:
         version = request.context.get("version", MIN_VERSION)
         labels = dict(extra.get("labels") or {})
         view = {
-            "uuid": dashed(cluster.uuid) or None, "name": cluster.name,
+            "uuid": dashed(cluster.uuid) or None, "name": shown_name(cluster),
             "cluster_template_id": extra.get("cluster_template_id"), "keypair": extra.get("keypair"),
             "docker_volume_size": extra.get("docker_volume_size"), "labels": labels,
             "node_count": cluster.nodes, "master_count": cluster.masters, "status": cluster.status,
@@ -428,8 +436,10 @@ class MagnumAPI:
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
             raise HTTPError(400, "create_timeout: minutes, a whole number of 1 or more")
         name = body.get("name") or f"cluster-{uuidlib.uuid4().hex[:8]}"
-        if not isinstance(name, str):
-            raise HTTPError(400, "name: text")
+        if not isinstance(name, str) or not CLUSTER_NAME.fullmatch(name):
+            raise HTTPError(400, f"name {name!r}: {CLUSTER_NAME_RULE}")
+        if any(shown_name(c) == name for c in self._clusters(who) if c.project == who.project_id):
+            raise HTTPError(409, f"A cluster named {name} already exists in this project; choose another name")
         labels = body.get("labels")
         if labels is not None and (not isinstance(labels, dict)
                                    or any(not isinstance(v, str | int | float | bool) for v in labels.values())):
@@ -446,13 +456,25 @@ class MagnumAPI:
         coe_options = self.coe_options(coe, labels)
         provider, openstack = self.placement(tview, fields)
         cluster_id = uuidlib.uuid4().hex
-        extra = {"cluster_template_id": template.uuid, "labels": labels, "template_labels": template_labels,
-                 "create_timeout": timeout, "discovery_url": body.get("discovery_url"),
-                 "user_id": who.user_id or None, **fields}
-        self.client.create(name, coe=coe, masters=counts["master_count"], nodes=counts["node_count"],
+        internal = self.internal_name(name, cluster_id)
+        extra = {"name": name, "cluster_template_id": template.uuid, "labels": labels,
+                 "template_labels": template_labels, "create_timeout": timeout,
+                 "discovery_url": body.get("discovery_url"), "user_id": who.user_id or None, **fields}
+        self.client.create(internal, coe=coe, masters=counts["master_count"], nodes=counts["node_count"],
                            provider=provider, openstack=openstack, coe_options=coe_options or None,
                            cluster_id=cluster_id, project=who.project_id, extra=extra)
         return Response(202, {"uuid": dashed(cluster_id)})
+
+    def internal_name(self, name: str, cluster_id: str) -> str:
+        """The carina name of a cluster Magnum's clients call `name`: the name itself when it is a carina name no
+        one uses, else one made from it and the cluster's id. Magnum's names are per project; carina's (state
+        folders, host names) are the machine's, so two projects may each have their `web`."""
+        slug = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", name.lower())).strip("-")
+        slug = slug if slug[:1].isalpha() else f"c-{slug}".rstrip("-")
+        taken = {c.name for c in self.client.store.list_clusters()}
+        if slug in taken or paths.state_dir(self.client.home, slug).exists() or not planning.spec().valid_name(slug):
+            slug = f"{slug[:INTERNAL_PREFIX].rstrip('-')}-{cluster_id[:8]}"
+        return slug
 
     @staticmethod
     def coe_options(coe: str, labels: dict) -> dict:
@@ -529,7 +551,7 @@ class MagnumAPI:
         if cluster.status == "DELETE_IN_PROGRESS":
             return Response(204)
         if cluster.status in IN_PROGRESS:
-            raise HTTPError(409, f"cluster {cluster.name} is {cluster.status}; delete it once that ends")
+            raise HTTPError(409, f"cluster {shown_name(cluster)} is {cluster.status}; delete it once that ends")
         self.client.delete(cluster.name)
         return Response(204)
 
@@ -549,8 +571,8 @@ class MagnumAPI:
             raise HTTPError(400, "a certificate request is {cluster_uuid, csr}")
         cluster = self._cluster(request, body["cluster_uuid"], status=400)
         if not cluster.status.endswith("_COMPLETE") and cluster.status not in ("UPDATE_IN_PROGRESS", "UPDATE_FAILED"):
-            raise HTTPError(400, f"cluster {cluster.name} is {cluster.status}; certificates are signed once it is "
-                                 f"made")
+            raise HTTPError(400, f"cluster {shown_name(cluster)} is {cluster.status}; certificates are signed once "
+                                 f"it is made")
         pem = certs.sign(paths.state_dir(self.client.home, cluster.name), body.get("csr"))
         return Response(201, {"cluster_uuid": dashed(cluster.uuid), "csr": body.get("csr"), "pem": pem,
                               "links": links(request, "certificates", dashed(cluster.uuid))})
