@@ -408,7 +408,7 @@ class Client:
         request = dict(request, coes=sorted(contracts))
         unsupported = spec.operation_problems(contract, request["operation"]) if contract else []
         if unsupported:
-            raise CarinaError("; ".join(unsupported))
+            raise CarinaError("; ".join(unsupported), unsupported)
         if request["operation"] == "delete":
             return request  # a cluster is deleted whatever its record holds, or its COE's driver is gone
         # The record of an invalid name is never looked for: the name is a path.
@@ -421,7 +421,7 @@ class Client:
         try:
             plan = spec.plan(request, contract, recorded)
         except spec.SpecError as exc:
-            raise CarinaError("; ".join(exc.problems)) from exc
+            raise CarinaError("; ".join(exc.problems), exc.problems) from exc
         plan["contract_version"] = int(contract["version"]) if contract else 0
         return plan
 

@@ -357,7 +357,9 @@ def test_the_openapi_document_names_every_route_and_method_the_api_serves(tmp_pa
                            "HTTP_HOST": "127.0.0.1:9511"}, lambda status, headers: seen.append(status)))
     doc = json.loads(answer)
     assert seen == ["200 OK"] and doc["openapi"] == "3.1.0" and doc["servers"] == [{"url": "http://127.0.0.1:9511"}]
-    served = {(method.lower(), regex.pattern) for regex, methods in app.api.router.routes for method in methods}
+    served = {(method.lower(), regex.pattern) for router in (app.api.router, app.panel.router)
+              for regex, methods in router.routes for method in methods
+              if not regex.pattern.startswith(("^/panel//?$", "^/panel/(?P<asset>"))}  # the page, not the API
     documented = set()
     for path, item in doc["paths"].items():
         pattern = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "/?$"

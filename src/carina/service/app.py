@@ -8,6 +8,7 @@ from carina.api import Client
 from carina.service import openapi
 from carina.service.auth import KeystoneAuth, NoAuth
 from carina.service.magnum import MagnumAPI, error_response
+from carina.service.panel import Panel
 from carina.service.server import Config
 from carina.service.web import HTTPError, Request, Response
 
@@ -20,12 +21,17 @@ class App:
         self.client = Client(config.home)
         self.auth = KeystoneAuth(config.keystone) if config.keystone else NoAuth()
         self.api = MagnumAPI(self.client, self.auth, config.cloud)
+        self.panel = Panel(self.client, self.auth, self.api, config.cloud)
 
     def __call__(self, environ, start_response):
         request = Request(environ)
         try:
             if request.path == "/openapi.json" and request.method == "GET":
                 response = Response(200, openapi.document(request.url("")))
+            elif request.path == "/panel" or request.path.startswith("/panel/"):
+                response = self.panel.handle(request)
+            elif request.path == "/" and request.method == "GET" and wants_html(request):
+                response = Response(303, b"", headers=[("Location", "/panel/")], content_type="")  # a browser
             else:
                 response = self.api.handle(request)
         except Exception:  # an answer, never a traceback: the details go to the log only
@@ -33,3 +39,9 @@ class App:
             response = error_response(HTTPError(500, f"the service failed on this request ({request.id}); its "
                                                      f"log has the details"), request)
         return response(start_response)
+
+
+def wants_html(request: Request) -> bool:
+    """A browser asking for the root (Accept names HTML before JSON): it gets the panel, clients the versions."""
+    accept = request.header("Accept")
+    return "text/html" in accept and "application/json" not in accept.split("text/html")[0]

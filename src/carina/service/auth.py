@@ -104,6 +104,30 @@ class KeystoneAuth:
                 raise HTTPError(503, f"Keystone ({self.auth_url}) cannot be reached: {exc}") from exc
         raise HTTPError(503, "Keystone refused the service's own credentials")
 
+    def login(self, username: str, password: str, project: str, domain: str = "Default") -> dict:
+        """A project-scoped token for a user's name and password (the panel's login): {token, expires_at, user,
+        project}. A refusal says only that the three do not match, never which."""
+        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": username, "password": password, "domain": {"name": domain}}}},
+            "scope": {"project": {"name": project, "domain": {"name": domain}}}}}
+        req = urllib.request.Request(self.auth_url + "/auth/tokens", data=json.dumps(body).encode(),  # noqa: S310
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 - http(s), checked
+                token = resp.headers["X-Subject-Token"]
+                info = json.loads(resp.read())["token"]
+        except urllib.error.HTTPError as exc:
+            if exc.code in (400, 401, 403, 404):
+                raise HTTPError(401, "the user name, password and project do not match an account of this "
+                                     "cloud") from exc
+            raise HTTPError(503, f"Keystone answered {exc.code} to the login") from exc
+        except (OSError, ValueError, KeyError) as exc:
+            raise HTTPError(503, f"Keystone ({self.auth_url}) cannot be reached: {exc}") from exc
+        return {"token": token, "expires_at": info.get("expires_at"),
+                "user": (info.get("user") or {}).get("name", username),
+                "project": (info.get("project") or {}).get("name", project),
+                "roles": sorted(r.get("name", "") for r in info.get("roles") or [])}
+
     def _service(self, renew: bool = False) -> str:
         with self._lock:
             token, expires = self._service_token

@@ -86,6 +86,60 @@ def schemas() -> dict:
     }
 
 
+def panel_schemas() -> dict:
+    text = {"type": "string"}
+    return {
+        "Problems": {"type": "object", "required": ["message", "problems"],
+                     "properties": {"message": text, "problems": {"type": "array", "items": text}}},
+        "Login": {"type": "object", "required": ["username", "password", "project"],
+                  "properties": {"username": text, "password": text, "project": text, "domain": text}},
+        "PanelCreate": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+            "name": text, "coe": text, "masters": {"type": "integer"}, "nodes": {"type": "integer"},
+            "options": {"type": "object"}, "openstack": {"type": "object"}}},
+        "Card": {"type": "object", "properties": {
+            "uuid": {"type": ["string", "null"]}, "name": text, "carina_name": text, "coe": text, "type": text,
+            "masters": {"type": "integer"}, "nodes": {"type": "integer"}, "segments": {"type": "integer"},
+            "autoscale": {"type": "boolean"}, "status": text, "status_reason": text,
+            "health_status": NULLABLE_TEXT, "provider": text, "api_address": NULLABLE_TEXT,
+            "project_id": NULLABLE_TEXT, "bundle": {"type": "boolean"}}},
+    }
+
+
+def panel_paths(ident: list) -> dict:
+    """The control panel's JSON API (under /panel/api; the page itself is /panel/)."""
+    problems = {"description": "refused", "content": {JSON: {"schema": ref("Problems")}}}
+    refused = {str(code): problems for code in (400, 401, 404, 409)}
+    card_list = {"type": "object", "properties": {"clusters": {"type": "array", "items": ref("Card")}}}
+    return {
+        "/panel/api/session": {"get": {"summary": "Whether the panel needs a login", "security": [],
+                                       "responses": {"200": body({"type": "object"}, "the session's rules")}}},
+        "/panel/api/login": {"post": {
+            "summary": "A project token for a Keystone user (only with [keystone])", "security": [],
+            "requestBody": {"required": True, "content": {JSON: {"schema": ref("Login")}}},
+            "responses": {"200": body({"type": "object"}, "the token")} | refused | {"503": problems}}},
+        "/panel/api/form": {"get": {"summary": "The create form's choices, from the COE contracts",
+                                    "responses": {"200": body({"type": "object"}, "COEs, bounds, options")}
+                                    | refused}},
+        "/panel/api/clusters": {
+            "get": {"summary": "The project's clusters as cards",
+                    "responses": {"200": body(card_list, "the cards")} | refused},
+            "post": {"summary": "Create a cluster from the form (asynchronous)",
+                     "requestBody": {"required": True, "content": {JSON: {"schema": ref("PanelCreate")}}},
+                     "responses": {"202": body(ref("Card"), "accepted")} | refused}},
+        "/panel/api/clusters/{ident}": {
+            "parameters": ident,
+            "delete": {"summary": "Delete a cluster (asynchronous)",
+                       "responses": {"204": {"description": "accepted"}} | refused}},
+        "/panel/api/clusters/{ident}/bundle": {
+            "parameters": ident,
+            "get": {"summary": "Get Access: the credentials bundle as a zip",
+                    "responses": {"200": {"description": "the zip",
+                                          "content": {"application/zip": {"schema": {"type": "string",
+                                                                                     "format": "binary"}}}}}
+                    | refused}},
+    }
+
+
 def document(server_url: str) -> dict:
     ident = [{"name": "ident", "in": "path", "required": True, "schema": {"type": "string"},
               "description": "uuid or name"}]
@@ -153,6 +207,7 @@ def document(server_url: str) -> dict:
         for method, operation in item.items():
             if method != "parameters":
                 operation.setdefault("parameters", []).append(version)
+    paths |= panel_paths(ident)
     return {
         "openapi": "3.1.0",
         "info": {"title": "carina: Magnum's container-infra API", "version": "1.14",
@@ -160,7 +215,7 @@ def document(server_url: str) -> dict:
         "servers": [{"url": server_url}],
         "paths": paths,
         "components": {
-            "schemas": schemas(),
+            "schemas": schemas() | panel_schemas(),
             "responses": {"Error": body(ref("Error"), "an error; the message is errors[0].title")},
             "securitySchemes": {"keystone": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"}}},
         "security": [{"keystone": []}, {}],
