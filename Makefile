@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 ENGINE       = export DOCKER_HOST="$$(scripts/engine.sh up)";
 
-.PHONY: help setup venv engine kubernetes images seed demo test lint unit integration bench \
+.PHONY: help setup venv engine kubernetes images seed browser demo test lint unit integration bench \
         engine-stop clean constraints
 
 help: ## list the targets
@@ -35,6 +35,9 @@ seed: venv ## the offline pre-seed ansible-test needs
 
 setup: venv engine images seed ## everything the demo and the tests need
 
+browser: ## Debian's chromium for the panel's browser tests (installed once)
+	@scripts/browser.sh >/dev/null
+
 demo: setup ## the main job
 	@$(ENGINE) scripts/demo.sh
 
@@ -48,10 +51,10 @@ lint: venv seed ## every quality gate; fails on any finding
 unit: venv ## fast tests: no engine needed
 	pytest -q tests/unit $(COLLECTION)/tests/unit
 
-integration: setup ## tests on real host containers
+integration: setup browser ## tests on real host containers
 	@$(ENGINE) pytest -q -m integration tests/integration testcloud
 
-test: setup lint ## all gates, then every test (pytest's summary comes last)
+test: setup browser lint ## all gates, then every test (pytest's summary comes last)
 	@$(ENGINE) pytest tests testcloud $(COLLECTION)/tests/unit
 
 bench: setup ## print the benchmark figures

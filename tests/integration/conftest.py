@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,28 @@ def test_cloud():
     if not was_up:
         proc = cloud_cmd("down")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's, which `make test` installs) driven by Playwright; closed at the end."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    found = subprocess.run([str(ROOT / "scripts" / "browser.sh")], capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        pytest.fail(f"no chromium: {found.stderr.strip()} (make test installs it)")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=found.stdout.strip(),
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def artifacts(request):
+    """A folder for what a test keeps for people to look at (screenshots): test-artifacts/<test name>/."""
+    folder = Path(os.environ.get("CARINA_TEST_ARTIFACTS", ROOT / "test-artifacts")) / request.node.name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder

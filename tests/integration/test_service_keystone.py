@@ -16,6 +16,8 @@ import pytest
 
 from tests.helpers import ROOT
 
+expect = pytest.importorskip("playwright.sync_api").expect
+
 openstack = pytest.importorskip("openstack")
 
 # The carina names of this module's clusters: the Magnum name `web` of two projects (the second gets a suffix).
@@ -125,7 +127,37 @@ def docker_with(env_text: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_a_project_makes_uses_and_deletes_its_cluster_and_another_cannot_touch_it(cloud, service, tmp_path):
+def panel_login(page, cloud: dict, user: str, password: str | None = None) -> None:
+    account = cloud["users"][user]
+    form = page.locator("form#login")
+    expect(form).to_be_visible()
+    form.get_by_label("User name").fill(user)
+    form.get_by_label("Password").fill(password or account["password"])
+    form.get_by_label("Project").fill(account["project"])
+    form.get_by_role("button", name="Log in").click()
+
+
+def the_panel_shows_each_project_its_own(browser, artifacts, cloud: dict, root: str) -> None:
+    """Logged in with Keystone credentials, a user sees their project's cards only."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(root + "/panel/")
+    panel_login(page, cloud, "alt", password="not-" + cloud["users"]["alt"]["password"])
+    expect(page.locator("#login-problems")).to_contain_text("do not match an account")
+    panel_login(page, cloud, "demo")
+    card = page.locator('article.cluster[data-cluster="web"]')
+    expect(card).to_have_attribute("data-status", "CREATE_COMPLETE")
+    expect(page.locator("#account-name")).to_have_text(f"demo @ {cloud['users']['demo']['project']}")
+    page.screenshot(path=artifacts / "demo.png")
+    page.get_by_role("button", name="Log out").click()
+    panel_login(page, cloud, "alt")
+    expect(page.locator("#add-cluster")).to_be_visible()
+    expect(page.locator("article.cluster")).to_have_count(0)
+    page.screenshot(path=artifacts / "alt.png")
+    page.close()
+
+
+def test_a_project_makes_uses_and_deletes_its_cluster_and_another_cannot_touch_it(cloud, service, tmp_path, browser,
+                                                                                   artifacts):
     coe(cloud, "demo", "cluster", "template", "create", "ks-swarm", "--coe", "swarm-mode", "--image", "carina-host",
         "--external-network", "public")
     out = coe(cloud, "demo", "cluster", "create", "web", "--cluster-template", "ks-swarm", "--master-count", "1",
@@ -152,6 +184,7 @@ def test_a_project_makes_uses_and_deletes_its_cluster_and_another_cannot_touch_i
     info = docker_with(env_text, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}")
     assert info.stdout.split() == ["active", "true"], info.stderr
     assert "could not be found (HTTP 404)" in coe(cloud, "alt", "cluster", "delete", "web", check=False).stderr
+    the_panel_shows_each_project_its_own(browser, artifacts, cloud, service["url"].removesuffix("/v1"))
     assert json.loads(coe(cloud, "admin", "cluster", "list", "-f", "json").stdout)[0]["uuid"] == uuid
     coe(cloud, "demo", "cluster", "delete", "web")
     deadline = time.time() + 300

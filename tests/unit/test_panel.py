@@ -65,7 +65,8 @@ def test_the_form_offers_each_coe_with_the_bounds_of_its_contract(panel):
     assert status == 200 and headers["Cache-Control"] == "no-store"
     by_name = {c["name"]: c for c in form["coes"]}
     assert by_name["swarm"]["masters"] == {"min": 1, "max": 7, "odd": True, "default": 1}
-    assert by_name["swarm"]["words"] == {"master": "managers", "worker": "workers"} and by_name["swarm"]["default"]
+    assert by_name["swarm"]["words"] == {"master": ["manager", "managers"], "worker": ["worker", "workers"]}
+    assert by_name["swarm"]["default"]
     assert "address_pool" in by_name["swarm"]["options"]
     assert form["provider"]["name"] == "local" and "lower-case" in form["name_rule"]
 

@@ -115,8 +115,8 @@ class Panel:
                        for key, rule in (contract.get("options") or {}).items()}
             found.append({"name": name, "title": contract.get("title", name), "default": bool(contract.get("default")),
                           "masters": contract.get("masters") or {}, "workers": contract.get("workers") or {},
-                          "words": {role: (contract.get("roles") or {}).get(role, {}).get("plural", role)
-                                    for role in ("master", "worker")},
+                          "words": {role: [(contract.get("roles") or {}).get(role, {}).get(key, role)
+                                           for key in ("word", "plural")] for role in ("master", "worker")},
                           "options": options})
         provider = {"name": "openstack", "defaults": {k: v for k, v in self.cloud.items() if k != "name"}} \
             if self.cloud else {"name": "local", "defaults": {}}

@@ -102,8 +102,8 @@ function card(cluster) {
   const words = (form && form.coes.find((c) => c.name === cluster.coe) || {}).words || {};
   const bar = el("span", { class: "segments", title: `${cluster.segments} nodes` });
   for (let i = 0; i < cluster.segments; i += 1) bar.append(el("i", { class: i < cluster.masters ? "master" : "" }));
-  bar.append(el("small", { text: `${cluster.masters} ${words.master || "masters"} · ${cluster.nodes} ` +
-    `${words.worker || "workers"}` }));
+  const count = (n, role) => `${n} ${(words[role] || [role, `${role}s`])[n === 1 ? 0 : 1]}`;
+  bar.append(el("small", { text: `${count(cluster.masters, "master")} · ${count(cluster.nodes, "worker")}` }));
   const status = el("span", { class: `badge ${badgeClass(cluster.status)}`, text: cluster.status });
   const facts = el("dl", {},
     el("dt", { text: "Segments" }), el("dd", {}, bar),
@@ -210,8 +210,8 @@ function coeChanged() {
   const coe = form.coes.find((c) => c.name === $("coe").value);
   if (!coe) return;
   const f = $("create-form");
-  $("masters-word").textContent = capital(coe.words.master);
-  $("workers-word").textContent = capital(coe.words.worker);
+  $("masters-word").textContent = capital(coe.words.master[1]);
+  $("workers-word").textContent = capital(coe.words.worker[1]);
   for (const [input, rule] of [[f.masters, coe.masters], [f.nodes, coe.workers]]) {
     input.min = rule.min ?? 0;
     if (rule.max !== undefined) input.max = rule.max;
