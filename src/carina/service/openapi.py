@@ -203,10 +203,12 @@ def document(server_url: str) -> dict:
             "get": {"summary": "The cluster CA", "responses": {"200": body(ref("Certificate"), "the CA")}
                     | errors(400, 401, 404)}},
     }
-    for item in paths.values():
+    for path, item in paths.items():
         for method, operation in item.items():
             if method != "parameters":
                 operation.setdefault("parameters", []).append(version)
+                if path.startswith("/v1"):  # a version outside 1.1 to 1.14, or not one
+                    operation["responses"] |= errors(406)
     paths |= panel_paths(ident)
     return {
         "openapi": "3.1.0",
