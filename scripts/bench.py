@@ -5,7 +5,8 @@ run with nothing to change (and its task count); delete; issuing certificates fo
 bare baseline (the same containers and swarm with `docker swarm init/join`, no TLS, no load balancer,
 no Ansible). Kubernetes (3 masters + 1 node): create until every node is Ready (kubectl through the
 load balancer with the bundle), a second run with nothing to change, delete, and the memory of a
-master host and of a node host (their containers' cgroups, page cache left out).
+master host and of a node host (their containers' cgroups, page cache left out). Then `carina serve` under
+load (scripts/bench_service.py; `python scripts/bench.py service` runs that part alone).
 """
 
 from __future__ import annotations
@@ -119,6 +120,10 @@ def bench_kubernetes() -> list[tuple[str, float, float | None]]:
 
 
 def main() -> None:
+    service = importlib.import_module("bench_service")  # scripts/, next to this file
+    if sys.argv[1:] == ["service"]:
+        service.main()
+        return
     rows = []
     with tempfile.TemporaryDirectory(prefix="carina-bench-") as home:
         playbook("delete", home)
@@ -149,6 +154,8 @@ def main() -> None:
     print(f"\n{'measure':<82} {'value':>8}  goal")
     for label, value, goal in rows:
         verdict = "" if goal is None else (f"<= {goal:g} s " + ("met" if value <= goal else "MISSED"))
+        print(f"{label:<82} {value:8.2f}  {verdict}")
+    for label, value, verdict in service.bench():
         print(f"{label:<82} {value:8.2f}  {verdict}")
 
 

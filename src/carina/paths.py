@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import stat
 import tempfile
@@ -29,10 +30,14 @@ def collections_path() -> str:
     configured = os.environ.get("CARINA_COLLECTIONS_PATH")
     if configured:
         return configured
+    return _repository_collections() or os.environ.get("ANSIBLE_COLLECTIONS_PATH", "")
+
+
+@functools.cache
+def _repository_collections() -> str:
+    """The repository's collections/ when carina runs from a clone ('' when installed elsewhere)."""
     repo = Path(__file__).resolve().parents[2] / "collections"
-    if (repo / "ansible_collections" / "rax" / "carina").is_dir():
-        return str(repo)
-    return os.environ.get("ANSIBLE_COLLECTIONS_PATH", "")
+    return str(repo) if (repo / "ansible_collections" / "rax" / "carina").is_dir() else ""
 
 
 # ssh makes its control socket at <dir>/<10-character hash>.<16 random characters>, and a Unix socket

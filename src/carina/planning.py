@@ -30,7 +30,11 @@ RECORD = "cluster.json"
 
 def collection_root() -> Path:
     """The rax.carina collection carina drives: the first entry of collections_path() that holds it."""
-    configured = paths.collections_path()
+    return _collection_root(paths.collections_path())
+
+
+@functools.cache
+def _collection_root(configured: str) -> Path:
     for entry in filter(None, configured.split(os.pathsep)):
         root = Path(entry).expanduser() / COLLECTION
         if (root / MODULE_UTILS / "spec.py").is_file():

@@ -273,6 +273,18 @@ class Store:
             db.close()
         os.chmod(self.path, 0o600)
 
+    def generation(self) -> tuple:
+        """Changes whenever a write commits, from any process (the database file and its WAL, as stat sees
+        them): what a cache of answers read from the store is keyed on."""
+        found = []
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                info = path.stat()
+                found.append((info.st_mtime_ns, info.st_size, info.st_ino))
+            except OSError:
+                found.append(None)
+        return tuple(found)
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """An IMMEDIATE transaction: one writer at a time across processes."""

@@ -27,6 +27,8 @@ SERVICE = "container-infrastructure-management"
 SERVICE_NAMES = {SERVICE, "container-infrastructure", "container-infra"}
 MIN_VERSION, MAX_VERSION = (1, 1), (1, 14)
 MAX_LIMIT = 1000
+LIST_SECONDS = 2.0  # a listing is reused this long at most, while the store has not changed
+LIST_CACHE = 1000  # listings kept (callers x URLs) before the cache starts over
 HEALTH_SECONDS = 15  # a health probe's answer is shown this long before the next show probes again
 FAILED = ("CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED", "ROLLBACK_FAILED", "RESUME_FAILED")
 MAGNUM_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]*$")
@@ -96,6 +98,8 @@ class MagnumAPI:
         self.authenticate = authenticate
         self.cloud = dict(cloud or {})  # [cloud] of the config: clusters on OpenStack, else on this machine
         self.health: dict[str, tuple[float, coes.Health]] = {}
+        self.probing: set[str] = set()  # the clusters whose probe runs in the background
+        self.listings: dict[tuple, tuple[tuple, float, bytes]] = {}  # the last listing per caller and URL
         self.lock = threading.Lock()
         self.router = Router()
         r = self.router.add
@@ -378,13 +382,29 @@ class MagnumAPI:
             return None, {}
         with self.lock:
             known = self.health.get(cluster.uuid)
-        if probe and (known is None or time.time() - known[0] > HEALTH_SECONDS):
-            known = (time.time(), self.client.health(cluster.name))
-            with self.lock:
-                self.health[cluster.uuid] = known
+            stale = probe and known is not None and time.time() - known[0] > HEALTH_SECONDS
+            refresh = stale and cluster.uuid not in self.probing
+            if refresh:
+                self.probing.add(cluster.uuid)
+        if probe and known is None:  # the first show waits for the first probe (bounded by its timeout)
+            known = self.probe(cluster)
+        elif refresh:  # later ones show the last answer; a new probe runs meanwhile, never holding a request
+            threading.Thread(target=self.probe, args=(cluster,), daemon=True).start()
         if known is None:
             return None, {}
         return known[1].status, {"api": known[1].reason}
+
+    def probe(self, cluster: Cluster) -> tuple[float, coes.Health]:
+        try:
+            known = (time.time(), self.client.health(cluster.name))
+        except CarinaError as exc:
+            known = (time.time(), coes.Health("UNKNOWN", str(exc)))
+        finally:
+            with self.lock:
+                self.probing.discard(cluster.uuid)
+        with self.lock:
+            self.health[cluster.uuid] = known
+        return known
 
     def list_clusters(self, request: Request) -> Response:
         return self._list_clusters(request, full=False)
@@ -393,6 +413,24 @@ class MagnumAPI:
         return self._list_clusters(request, full=True)
 
     def _list_clusters(self, request: Request, full: bool) -> Response:
+        """A listing, answered from the last one for the same caller and URL while the store has not changed and
+        it is under LIST_SECONDS old (so that runs that died unnoticed are still reconciled soon)."""
+        who: Context = request.context["who"]
+        key = (who.project_id, who.is_admin, full, request.url(request.path), request.environ.get("QUERY_STRING", ""),
+               request.context.get("version"))
+        generation = self.client.store.generation()
+        with self.lock:
+            cached = self.listings.get(key)
+        if cached and cached[0] == generation and time.monotonic() - cached[1] < LIST_SECONDS:
+            return Response(200, cached[2])
+        response = self._list_clusters_now(request, full)
+        with self.lock:
+            if len(self.listings) > LIST_CACHE:
+                self.listings.clear()
+            self.listings[key] = (generation, time.monotonic(), response.data)
+        return response
+
+    def _list_clusters_now(self, request: Request, full: bool) -> Response:
         clusters = self._clusters(request.context["who"])  # read and reconciled once per request
         views = [self.cluster_view(request, c, full=False) for c in clusters]
         items, next_url = page(request, views, "clusters")
