@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 ENGINE       = export DOCKER_HOST="$$(scripts/engine.sh up)";
 
 .PHONY: help setup venv engine kubernetes images seed browser demo test lint unit integration bench \
-        engine-stop clean constraints
+        engine-stop serve serve-stop clean constraints
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -59,6 +59,12 @@ test: setup browser lint ## all gates, then every test (pytest's summary comes l
 
 bench: setup ## print the benchmark figures
 	@$(ENGINE) python scripts/bench.py
+
+serve: setup ## carina serve in the background (the panel and Magnum's API), as make demo leaves it
+	@scripts/serve.sh start
+
+serve-stop: ## stop the carina serve that make demo (or make serve) started, by its pidfile
+	@scripts/serve.sh stop
 
 engine-stop: ## stop the Docker engine make started (by its pidfile), nothing else
 	@scripts/engine.sh down

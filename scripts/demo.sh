@@ -39,3 +39,5 @@ Scale it:   .venv/bin/carina grow $NAME --by 1 --wait ; .venv/bin/carina resize 
 Delete it:  .venv/bin/carina rm $NAME --wait
 Stop the Docker engine make started (if it did):  make engine-stop
 EOT
+echo
+scripts/serve.sh start
