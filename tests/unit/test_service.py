@@ -367,3 +367,18 @@ def test_the_openapi_document_names_every_route_and_method_the_api_serves(tmp_pa
     assert served == documented
     refs = set(re.findall(r'"#/components/schemas/(\w+)"', answer.decode()))
     assert refs <= set(doc["components"]["schemas"]), refs - set(doc["components"]["schemas"])
+
+
+def test_behind_a_tls_proxy_links_name_the_address_clients_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("CARINA_HOME", str(tmp_path))
+    (tmp_path / "c.toml").write_text(f'[service]\nhome = "{tmp_path}"\nproxy_headers = true\n')
+    for proxied, expected in ((True, "https://carina.example.test/v1/"), (False, "http://127.0.0.1:9511/v1/")):
+        app = App(Config.load(tmp_path / "c.toml") if proxied else Config.load(None, home=str(tmp_path)))
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v1", "wsgi.input": io.BytesIO(b""),
+                   "wsgi.url_scheme": "http", "HTTP_HOST": "127.0.0.1:9511", "HTTP_X_FORWARDED_PROTO": "https",
+                   "HTTP_X_FORWARDED_HOST": "carina.example.test"}
+        body = json.loads(b"".join(app(environ, lambda status, headers: None)))
+        assert body["links"][0]["href"] == expected, body["links"]
+    with pytest.raises(CarinaError, match="proxy_headers 'yes': true or false"):
+        (tmp_path / "bad.toml").write_text('[service]\nproxy_headers = "yes"\n')
+        Config.load(tmp_path / "bad.toml")

@@ -24,6 +24,13 @@ class App:
         self.panel = Panel(self.client, self.auth, self.api, config.cloud)
 
     def __call__(self, environ, start_response):
+        if self.config.proxy_headers:  # the TLS proxy in front says how clients reached it
+            proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
+            if proto in ("http", "https"):
+                environ["wsgi.url_scheme"] = proto
+            host = environ.get("HTTP_X_FORWARDED_HOST", "").split(",")[0].strip()
+            if host:
+                environ["HTTP_HOST"] = host
         request = Request(environ)
         try:
             if request.path == "/openapi.json" and request.method == "GET":

@@ -32,10 +32,11 @@ class Config:
     port: int = DEFAULT_PORT
     home: Path = field(default_factory=paths.home)
     pidfile: Path | None = None
+    proxy_headers: bool = False  # behind a TLS proxy: URLs take X-Forwarded-Proto and X-Forwarded-Host
     keystone: dict = field(default_factory=dict)  # auth_url, and the service's own user to validate tokens
     cloud: dict = field(default_factory=dict)  # provider openstack: clouds.yaml name and defaults
 
-    SECTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"service": ("bind", "port", "home", "pidfile"),
+    SECTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"service": ("bind", "port", "home", "pidfile", "proxy_headers"),
                 "keystone": ("auth_url", "username", "password", "project_name", "user_domain_name",
                              "project_domain_name", "region_name", "interface", "admin_roles"),
                 "cloud": ("name", "image", "flavor", "master_flavor", "external_network", "fixed_network",
@@ -63,7 +64,7 @@ class Config:
             raise CarinaError(f"config {path}: " + "; ".join(problems))
         service = data.get("service") or {}
         config = cls(keystone=dict(data.get("keystone") or {}), cloud=dict(data.get("cloud") or {}))
-        for key in ("bind", "port", "home", "pidfile"):
+        for key in ("bind", "port", "home", "pidfile", "proxy_headers"):
             value = overrides.get(key)
             if value is None:
                 value = service.get(key)
@@ -75,6 +76,8 @@ class Config:
         return config
 
     def check(self) -> None:
+        if not isinstance(self.proxy_headers, bool):
+            raise CarinaError(f"proxy_headers {self.proxy_headers!r}: true or false")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise CarinaError(f"port {self.port!r}: a number from 0 to 65535")
         try:
