@@ -177,7 +177,8 @@ class Client:
                provider: str = "local", subnet: str = "", extra_sans: list[str] | None = None,
                openstack: dict | None = None, inventory: str | Path | None = None,
                coe_options: dict | None = None, allow_public_subnet: bool = False, cluster_id: str = "",
-               project: str = "", extra: dict | None = None) -> tuple[Cluster, Run]:
+               project: str = "", extra: dict | None = None, run_env: dict | None = None,
+               image: str = "") -> tuple[Cluster, Run]:
         """Record the cluster CREATE_IN_PROGRESS and start its create run; counts left out come from the contract.
 
         The spec is judged by the collection's planning rules first: a refused spec raises CarinaError
@@ -188,13 +189,16 @@ class Client:
 
         The cluster's unique id (32 hex digits, carried on everything the cluster leaves) is `cluster_id` or
         a new one; a retried create keeps the first. `project` and `extra` are the service's: the owner and
-        the fields it shows (template, keypair, labels).
+        the fields it shows (template, keypair, labels). `run_env` is environment every run of the cluster gets
+        (the service's per-cluster OS_CLIENT_CONFIG_FILE: the cluster's own delegated cloud credentials).
         """
         coe = coe or coes.default()
         openstack = {k: v for k, v in (openstack or {}).items() if v not in (None, "")}
         if openstack and provider != "openstack":
             raise CarinaError("openstack options need --provider openstack")
         options, hosts = self._provider_inputs(provider, inventory, masters, nodes)
+        if run_env:
+            options["run_env"] = {str(k): str(v) for k, v in run_env.items()}
         given = self._coe_options(name, coe, coe_options)
         request = {"name": name, "coe": coe, "operation": "create", "masters": masters, "nodes": nodes,
                    "provider": provider, "openstack": openstack, "subnet": subnet, "extra_sans": extra_sans or [],
@@ -207,6 +211,8 @@ class Client:
         extravars.update((f"carina_{key}", value) for key, value in openstack.items())
         if subnet:
             extravars["carina_subnet"] = subnet
+        if image:
+            extravars["carina_image"] = image  # the hosts' image (provider openstack: a Glance image)
         if allow_public_subnet:
             extravars["carina_allow_public_subnet"] = True
         if given:
@@ -547,7 +553,8 @@ class Client:
             "ANSIBLE_LOCAL_TEMP": str(data_dir / "tmp"),
         }
         # The worker inherits the caller's environment (the provider's engine or cloud settings);
-        # envvars only adds carina's Ansible settings.
+        # envvars only adds carina's Ansible settings, and the cluster's own (run_env).
+        envvars.update(cluster.options.get("run_env") or {})
         params = {"playbook": playbook, "extravars": extravars, "envvars": envvars, "timeout": 3600}
         if cluster.options.get("inventory"):
             params["inventory"] = [cluster.options["inventory"]]  # after the run's own (localhost)

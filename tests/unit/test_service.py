@@ -382,3 +382,61 @@ def test_behind_a_tls_proxy_links_name_the_address_clients_used(tmp_path, monkey
     with pytest.raises(CarinaError, match="proxy_headers 'yes': true or false"):
         (tmp_path / "bad.toml").write_text('[service]\nproxy_headers = "yes"\n')
         Config.load(tmp_path / "bad.toml")
+
+
+class FakeKeystone:
+    """The delegation calls of KeystoneAuth, recorded; `as_project` tells who asks."""
+
+    keystone = True
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, request):
+        return as_project(request)
+
+    def delegate(self, context):
+        self.calls.append(("delegate", context.project_id))
+        return {"trust_id": "t" * 32, "roles": ["member"]}
+
+    def revoke(self, token, trust_id):
+        self.calls.append(("revoke", trust_id))
+
+    def trust_cloud(self, trust_id):
+        return {"auth": {"username": "carina", "password": "service-secret", "trust_id": trust_id}}
+
+
+def test_on_openstack_a_cluster_is_made_under_its_callers_trust_and_a_refused_one_leaves_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("CARINA_HOME", str(tmp_path))
+    monkeypatch.setattr(api.Client, "_spawn", lambda self, run: None)
+    keystone = FakeKeystone()
+    call = Caller(MagnumAPI(api.Client(tmp_path), keystone, {"name": "shared", "flavor": "m1.small"}))
+    template(call, project="p1")
+    status, out, _ = call("POST", "/v1/clusters", {"name": "os1", "cluster_template_id": "sw"}, project="p1")
+    assert status == 202, out
+    cluster = call.api.client.get("os1")
+    path = tmp_path / "credentials" / f"{cluster.uuid}.yaml"
+    assert cluster.options["run_env"] == {"OS_CLIENT_CONFIG_FILE": str(path)}
+    assert path.stat().st_mode & 0o777 == 0o600 and (tmp_path / "credentials").stat().st_mode & 0o777 == 0o700
+    clouds = json.loads(path.read_text())["clouds"]
+    assert clouds == {f"carina-{cluster.uuid}": {"auth": {"username": "carina", "password": "service-secret",
+                                                          "trust_id": "t" * 32}}}
+    assert cluster.extra["trust_id"] == "t" * 32 and cluster.extra["trust_roles"] == ["member"]
+    run = call.api.client.run(cluster.current_run)
+    params = json.loads(run.params)
+    assert params["envvars"]["OS_CLIENT_CONFIG_FILE"] == str(path)
+    assert params["extravars"]["carina_cloud"] == f"carina-{cluster.uuid}", "not the service's shared cloud"
+    assert params["extravars"]["carina_image"] == "carina-host" and params["extravars"]["carina_flavor"] == "m1.small"
+    assert "service-secret" not in run.params
+    assert keystone.calls == [("delegate", "p1")]
+    # A create refused after the trust was made (the name is taken) takes the trust and the file back.
+    status, _out, _ = call("POST", "/v1/clusters", {"name": "os1", "cluster_template_id": "sw"}, project="p2")
+    assert status == 404  # p2 does not see p1's template: refused before any trust
+    # A state folder another run made blocks the name.
+    (tmp_path / "clusters" / "os2").mkdir(parents=True)
+    (tmp_path / "clusters" / "os2" / "id").write_text("a" * 32)
+    monkeypatch.setattr(MagnumAPI, "internal_name", lambda self, name, cluster_id: name)
+    status, out, _ = call("POST", "/v1/clusters", {"name": "os2", "cluster_template_id": "sw"}, project="p1")
+    assert status == 409, out
+    assert keystone.calls[-2:] == [("delegate", "p1"), ("revoke", "t" * 32)]
+    assert sorted(p.name for p in (tmp_path / "credentials").iterdir()) == [f"{cluster.uuid}.yaml"]

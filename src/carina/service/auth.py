@@ -13,6 +13,7 @@ from datetime import datetime
 from carina.errors import CarinaError
 from carina.service.web import HTTPError, Request
 
+DEFAULT_TRUST_ROLES = ("member", "load-balancer_member")
 CACHE_SECONDS = 300  # a validated token is trusted this long (at most until it expires)
 TIMEOUT = 10
 
@@ -58,8 +59,11 @@ class KeystoneAuth:
             self.auth_url += "/v3"
         self.settings = settings
         self.admin_roles = set(settings.get("admin_roles") or ["admin"])
+        # The roles a user's trust hands the service for their clusters on OpenStack (those the user has).
+        self.trust_roles = list(settings.get("trust_roles") or DEFAULT_TRUST_ROLES)
         self._lock = threading.Lock()
         self._service_token = ("", 0.0)
+        self._service_user = ""
         self._cache: dict[str, tuple[Context, float]] = {}
 
     def __call__(self, request: Request) -> Context:
@@ -128,6 +132,55 @@ class KeystoneAuth:
                 "project": (info.get("project") or {}).get("name", project),
                 "roles": sorted(r.get("name", "") for r in info.get("roles") or [])}
 
+    # -- delegation: the user's own identity for their clusters on OpenStack ------------------------
+    def delegate(self, context: Context) -> dict:
+        """A Keystone trust from the caller to the service's user, in the caller's project, with the trust_roles
+        the caller has (never more, never impersonation, never redelegation): {trust_id, roles}. The service
+        makes and changes the caller's clusters with it, so they land in the caller's project as the caller's."""
+        roles = [role for role in self.trust_roles if role in context.roles]
+        if not roles:
+            wanted, have = ", ".join(self.trust_roles), ", ".join(context.roles) or "none"
+            raise HTTPError(403, f"making clusters on OpenStack needs one of the roles {wanted} in your project "
+                                 f"(you have {have})")
+        self._service()
+        body = {"trust": {"trustor_user_id": context.user_id, "trustee_user_id": self._service_user,
+                          "project_id": context.project_id, "impersonation": False, "allow_redelegation": False,
+                          "roles": [{"name": role} for role in roles]}}
+        answer = self._call("POST", "/OS-TRUST/trusts", context.token, body, "delegate to the service")
+        return {"trust_id": answer["trust"]["id"], "roles": roles}
+
+    def revoke(self, token: str, trust_id: str) -> None:
+        """Delete a trust (its trustor's or an admin's token); one already gone is fine."""
+        try:
+            self._call("DELETE", f"/OS-TRUST/trusts/{trust_id}", token, None, "delete the trust")
+        except HTTPError as exc:
+            if exc.status != 404:
+                raise
+
+    def trust_cloud(self, trust_id: str) -> dict:
+        """A clouds.yaml entry: the service's user, scoped by the trust (so: the trustor's project and roles)."""
+        s = self.settings
+        auth = {"auth_url": self.auth_url, "username": s["username"], "password": s["password"],
+                "user_domain_name": s.get("user_domain_name", "Default"), "trust_id": trust_id}
+        cloud = {"auth_type": "password", "auth": auth, "identity_api_version": 3}
+        cloud |= {key: s[key] for key in ("region_name", "interface") if s.get(key)}
+        return cloud
+
+    def _call(self, method: str, path: str, token: str, body: dict | None, doing: str) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.auth_url + path, data=data, method=method,  # noqa: S310 - http(s), checked
+                                     headers={"X-Auth-Token": token, "Content-Type": "application/json",
+                                              "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 - http(s), checked
+                text = resp.read()
+        except urllib.error.HTTPError as exc:
+            status = exc.code if exc.code in (401, 403, 404) else 503
+            raise HTTPError(status, f"Keystone refused to {doing} ({exc.code})") from exc
+        except OSError as exc:
+            raise HTTPError(503, f"Keystone ({self.auth_url}) cannot be reached: {exc}") from exc
+        return json.loads(text) if text else {}
+
     def _service(self, renew: bool = False) -> str:
         with self._lock:
             token, expires = self._service_token
@@ -144,7 +197,9 @@ class KeystoneAuth:
             try:
                 with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 - http(s), checked
                     token = resp.headers["X-Subject-Token"]
-                    expires = parse_time(json.loads(resp.read())["token"].get("expires_at")) or time.time() + 600
+                    info = json.loads(resp.read())["token"]
+                    expires = parse_time(info.get("expires_at")) or time.time() + 600
+                    self._service_user = info["user"]["id"]
             except urllib.error.HTTPError as exc:
                 raise HTTPError(503, f"Keystone refused the service's own credentials ({exc.code})") from exc
             except (OSError, ValueError, KeyError) as exc:

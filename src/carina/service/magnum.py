@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
+import logging
+import os
 import re
 import threading
 import time
@@ -23,6 +26,7 @@ from carina.service.auth import Context
 from carina.service.web import HTTPError, Request, Response, Router
 from carina.store import IN_PROGRESS, Cluster, Conflict, Template
 
+LOG = logging.getLogger("carina.service")
 SERVICE = "container-infrastructure-management"
 SERVICE_NAMES = {SERVICE, "container-infrastructure", "container-infra"}
 MIN_VERSION, MAX_VERSION = (1, 1), (1, 14)
@@ -83,6 +87,14 @@ def uuid_like(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def write_private(path, text: str) -> None:
+    """A file only the service reads (0600, in a 0700 folder), written whole."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def shown_name(cluster: Cluster) -> str:
@@ -493,15 +505,62 @@ class MagnumAPI:
         coe = COE_ALIASES.get(tview["coe"], tview["coe"])
         coe_options = self.coe_options(coe, labels)
         provider, openstack = self.placement(tview, fields)
+        image = (tview.get("image_id") or self.cloud.get("image") or "") if provider == "openstack" else ""
         cluster_id = uuidlib.uuid4().hex
         internal = self.internal_name(name, cluster_id)
         extra = {"name": name, "cluster_template_id": template.uuid, "labels": labels,
                  "template_labels": template_labels, "create_timeout": timeout,
                  "discovery_url": body.get("discovery_url"), "user_id": who.user_id or None, **fields}
-        self.client.create(internal, coe=coe, masters=counts["master_count"], nodes=counts["node_count"],
-                           provider=provider, openstack=openstack, coe_options=coe_options or None,
-                           cluster_id=cluster_id, project=who.project_id, extra=extra)
+        self.create_delegated(who, internal, cluster_id, coe=coe, masters=counts["master_count"],
+                              nodes=counts["node_count"], provider=provider, openstack=openstack,
+                              coe_options=coe_options or None, extra=extra, image=image)
         return Response(202, {"uuid": dashed(cluster_id)})
+
+    def create_delegated(self, who: Context, name: str, cluster_id: str, *, provider: str, openstack: dict | None,
+                         extra: dict, **spec):
+        """Client.create, under the caller's own identity on OpenStack when the service has Keystone: a trust from
+        the caller to the service, and the cluster's own clouds.yaml (0600) that every run of it uses. Refused or
+        failed, the trust and the file are removed again."""
+        run_env, trust = None, None
+        if provider == "openstack" and getattr(self.authenticate, "keystone", False):
+            trust = self.authenticate.delegate(who)
+            cloud = f"carina-{cluster_id}"
+            path = self.credentials_file(cluster_id)
+            write_private(path, json.dumps({"clouds": {cloud: self.authenticate.trust_cloud(trust["trust_id"])}}))
+            openstack = dict(openstack or {}, cloud=cloud)
+            run_env = {"OS_CLIENT_CONFIG_FILE": str(path)}
+            extra = dict(extra, trust_id=trust["trust_id"], trust_roles=trust["roles"])
+        try:
+            return self.client.create(name, provider=provider, openstack=openstack, cluster_id=cluster_id,
+                                      project=who.project_id, extra=extra, run_env=run_env, **spec)
+        except BaseException:
+            if trust:
+                with contextlib.suppress(HTTPError):
+                    self.authenticate.revoke(who.token, trust["trust_id"])
+                self.credentials_file(cluster_id).unlink(missing_ok=True)
+            raise
+
+    def credentials_file(self, cluster_id: str):
+        return self.client.home / "credentials" / f"{cluster_id}.yaml"
+
+    def forget_delegation(self, cluster: Cluster, run_id: str, token: str) -> None:
+        """Once the delete run of a cluster made under a trust ends with the cluster gone: the trust is deleted
+        (with the token of whoever deleted the cluster: its trustor, or an admin) and the cluster's clouds.yaml."""
+        trust_id = (cluster.extra or {}).get("trust_id")
+        if not trust_id:
+            return
+        try:
+            self.client.wait(run_id, timeout=None)
+        except CarinaError:
+            return
+        if any(c.uuid == cluster.uuid for c in self.client.store.list_clusters()):
+            return  # the delete failed: the cluster, and its trust, stay for the next attempt
+        try:
+            self.authenticate.revoke(token, trust_id)
+        except HTTPError as exc:
+            LOG.warning("cluster %s is deleted but its trust %s is not (%s); its trustor or an admin can delete "
+                        "it: openstack trust delete %s", cluster.uuid, trust_id, exc.detail, trust_id)
+        self.credentials_file(cluster.uuid).unlink(missing_ok=True)
 
     def internal_name(self, name: str, cluster_id: str) -> str:
         """The carina name of a cluster Magnum's clients call `name`: the name itself when it is a carina name no
@@ -534,7 +593,6 @@ class MagnumAPI:
         if not self.cloud:
             return "local", None
         options = {"cloud": self.cloud.get("name"),
-                   "image": template.get("image_id") or self.cloud.get("image"),
                    "flavor": fields.get("flavor_id") or self.cloud.get("flavor"),
                    "master_flavor": fields.get("master_flavor_id") or self.cloud.get("master_flavor"),
                    "fixed_network": fields.get("fixed_network") or self.cloud.get("fixed_network"),
@@ -590,7 +648,10 @@ class MagnumAPI:
             return Response(204)
         if cluster.status in IN_PROGRESS:
             raise HTTPError(409, f"cluster {shown_name(cluster)} is {cluster.status}; delete it once that ends")
-        self.client.delete(cluster.name)
+        _cluster, run = self.client.delete(cluster.name)
+        if (cluster.extra or {}).get("trust_id"):
+            who: Context = request.context["who"]
+            threading.Thread(target=self.forget_delegation, args=(cluster, run.id, who.token), daemon=True).start()
         return Response(204)
 
     # -- certificates -----------------------------------------------------------------------

@@ -147,20 +147,20 @@ class Panel:
         name, coe, counts, options, openstack = self.read_form(body)
         if any(shown_name(c) == name for c in self.client.list() if c.project == who.project_id):
             raise HTTPError(409, f"A cluster named {name} already exists in this project; choose another name")
-        provider, settings = "local", None
+        provider, settings, image = "local", None, ""
         if self.cloud:
             provider = "openstack"
             settings = {"cloud": self.cloud.get("name"), **{k: self.cloud.get(k) for k in (
-                "image", "flavor", "master_flavor", "fixed_network", "fixed_subnet", "external_network")}}
+                "flavor", "master_flavor", "fixed_network", "fixed_subnet", "external_network")}}
             settings |= {k: v for k, v in openstack.items() if v not in (None, "")}
+            image = settings.pop("image", None) or self.cloud.get("image") or ""
         options = {key: str(value).lower() if isinstance(value, bool) else str(value)
                    for key, value in options.items() if value not in (None, "")}
         cluster_id = uuid.uuid4().hex
-        cluster, _run = self.client.create(self.magnum.internal_name(name, cluster_id), coe=coe,
-                                           masters=counts["masters"], nodes=counts["nodes"], provider=provider,
-                                           openstack=settings, coe_options=options or None, cluster_id=cluster_id,
-                                           project=who.project_id, extra={"name": name, "user_id": who.user_id or None,
-                                                                          "source": "panel"})
+        cluster, _run = self.magnum.create_delegated(
+            who, self.magnum.internal_name(name, cluster_id), cluster_id, coe=coe, masters=counts["masters"],
+            nodes=counts["nodes"], provider=provider, openstack=settings, coe_options=options or None,
+            extra={"name": name, "user_id": who.user_id or None, "source": "panel"}, image=image)
         return Response(202, self.card(cluster))
 
     def read_form(self, body: dict) -> tuple:

@@ -38,7 +38,7 @@ class Config:
 
     SECTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"service": ("bind", "port", "home", "pidfile", "proxy_headers"),
                 "keystone": ("auth_url", "username", "password", "project_name", "user_domain_name",
-                             "project_domain_name", "region_name", "interface", "admin_roles"),
+                             "project_domain_name", "region_name", "interface", "admin_roles", "trust_roles"),
                 "cloud": ("name", "image", "flavor", "master_flavor", "external_network", "fixed_network",
                           "fixed_subnet")}
 
