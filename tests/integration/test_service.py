@@ -18,7 +18,7 @@ from tests.helpers import owned_objects
 
 ROOT = Path(__file__).resolve().parents[2]
 # The clusters this module makes (conftest checks that nothing of theirs is left).
-CLUSTERS = ("svc1",)
+CLUSTERS = ("svc1", "svc2")
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +145,24 @@ def test_errors_reach_the_user_as_magnumclient_prints_them(service):
     assert "coe 'mesos' is not supported; choose one of kubernetes, swarm, swarm-mode (HTTP 400)" in bad.stderr
     missing = openstack_cli(service, "coe", "cluster", "create", "x", "--cluster-template", "nope", check=False)
     assert "ClusterTemplate nope could not be found (HTTP 404)" in missing.stderr
+
+
+def test_a_cluster_being_made_can_be_deleted_and_leaves_nothing(service):
+    """As with Magnum: no waiting for a create to end before deleting it (a way out of a stuck create)."""
+    openstack_cli(service, "coe", "cluster", "template", "create", "quick", "--coe", "swarm-mode", "--image",
+                  "carina-host", "--external-network", "public")
+    openstack_cli(service, "coe", "cluster", "create", "svc2", "--cluster-template", "quick", "--node-count", "0")
+    deadline = time.time() + 60
+    while time.time() < deadline and not owned_objects("svc2")["containers"]:
+        time.sleep(0.5)  # until its hosts are being made
+    assert show(service, "svc2")["status"] == "CREATE_IN_PROGRESS"
+    openstack_cli(service, "coe", "cluster", "delete", "svc2")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        gone = openstack_cli(service, "coe", "cluster", "show", "svc2", check=False)
+        if gone.returncode != 0:
+            break
+        time.sleep(2)
+    assert "Cluster svc2 could not be found (HTTP 404)" in gone.stderr
+    assert owned_objects("svc2") == {"containers": [], "volumes": [], "networks": []}
+    openstack_cli(service, "coe", "cluster", "template", "delete", "quick")

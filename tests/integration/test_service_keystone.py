@@ -3,6 +3,7 @@ two projects and of an admin, each project seeing and changing only its own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,17 +12,20 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import ROOT
+
+CLOUDS_YAML = ROOT / ".cache" / "testcloud" / "clouds.yaml"
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
 openstack = pytest.importorskip("openstack")
 
 # The carina names of this module's clusters: the Magnum name `web` of two projects (the second gets a suffix).
-CLUSTERS = ("web",)
+CLUSTERS = ("web", "os-svc")
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +41,15 @@ def connect(facts: dict, user: str):
                              load_yaml_config=False)
 
 
-@pytest.fixture(scope="module")
-def service(cloud, tmp_path_factory):
-    """carina serve with [keystone] (the carina service user), registered in the catalog as container-infra."""
-    base = tmp_path_factory.mktemp("service-ks")
+@contextlib.contextmanager
+def serve(cloud: dict, base: Path, cloud_toml: str = ""):
+    """carina serve with [keystone] (the carina service user), registered in the catalog as container-infra while it
+    runs; what a failed test left of CLUSTERS deleted, the service stopped by its pid at the end."""
     account = cloud["users"]["carina"]
     (base / "carina.toml").write_text(
         f'[service]\nbind = "127.0.0.1"\nport = 0\nhome = "{base / "home"}"\n'
         f'[keystone]\nauth_url = "{cloud["auth_url"]}"\nusername = "carina"\npassword = "{account["password"]}"\n'
-        f'project_name = "{account["project"]}"\n')
+        f'project_name = "{account["project"]}"\n{cloud_toml}')
     (base / "carina.toml").chmod(0o600)
     log = open(base / "serve.log", "w+")  # noqa: SIM115 - the process writes it until the end
     proc = subprocess.Popen(["carina", "serve", "--config", str(base / "carina.toml")], stdout=subprocess.PIPE,
@@ -56,17 +60,38 @@ def service(cloud, tmp_path_factory):
     url = match[1]
     admin = connect(cloud, "admin")
     registered = admin.identity.create_service(type="container-infra", name="magnum", enabled=True)
-    for interface in ("public", "internal"):
-        admin.identity.create_endpoint(service_id=registered.id, interface=interface, url=url,
-                                       region_id=cloud["region"])
-    yield {"url": url, "log": base / "serve.log"}
-    admin.identity.delete_service(registered)  # its endpoints go with it
-    for name in CLUSTERS:  # what a failed test left
-        subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={name}",
-                        "-e", f"carina_home={base / 'home'}"], cwd=ROOT, capture_output=True, check=False)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
-    log.close()
+    try:
+        for interface in ("public", "internal"):
+            admin.identity.create_endpoint(service_id=registered.id, interface=interface, url=url,
+                                           region_id=cloud["region"])
+        yield {"url": url, "log": base / "serve.log", "home": base / "home"}
+    finally:
+        admin.identity.delete_service(registered, ignore_missing=True)  # its endpoints go with it
+        for name in CLUSTERS:  # what a failed test left
+            subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={name}",
+                            "-e", f"carina_home={base / 'home'}"], cwd=ROOT, capture_output=True, check=False,
+                           env=dict(os.environ, OS_CLIENT_CONFIG_FILE=str(CLOUDS_YAML)))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def service(cloud, tmp_path_factory):
+    """Clusters on this machine (no [cloud])."""
+    with serve(cloud, tmp_path_factory.mktemp("service-ks")) as running:
+        yield running
+
+
+@pytest.fixture
+def cloud_service(cloud, tmp_path_factory, service):
+    """Clusters on the test cloud ([cloud]); the other service's registration gives way to this one's."""
+    admin = connect(cloud, "admin")
+    for found in admin.identity.services(type="container-infra"):
+        admin.identity.delete_service(found)
+    with serve(cloud, tmp_path_factory.mktemp("service-os"), '[cloud]\nflavor = "m1.small"\n'
+               'external_network = "public"\nfixed_network = "private"\nfixed_subnet = "private-subnet"\n') as running:
+        yield running
 
 
 def coe(cloud: dict, user: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -210,3 +235,57 @@ def test_calls_without_a_valid_project_token_are_refused(cloud, service):
         assert json.loads(answer.read())["id"] == "v1"
     log = service["log"].read_text()
     assert "not-a-token" not in log and cloud["users"]["carina"]["password"] not in log
+
+
+def test_on_openstack_a_cluster_is_made_in_the_users_project_under_their_trust(cloud, cloud_service, tmp_path):
+    """Last in this module: its service replaced the first one in the catalog."""
+    coe(cloud, "demo", "cluster", "template", "create", "os-tpl", "--coe", "swarm-mode", "--image", "carina-host",
+        "--external-network", "public", "--flavor", "m1.small", "--fixed-network", "private", "--fixed-subnet",
+        "private-subnet")
+    out = coe(cloud, "demo", "cluster", "create", "os-svc", "--cluster-template", "os-tpl", "--master-count", "1",
+              "--node-count", "1").stdout
+    uuid = re.search(r"Request to create cluster (\S+) accepted", out)[1]
+    admin = connect(cloud, "admin")
+    demo_user = admin.identity.find_user("demo", domain_id="default")
+    carina_user = admin.identity.find_user("carina", domain_id="default")
+    trusts = [t for t in admin.identity.trusts() if t.trustor_user_id == demo_user.id]
+    assert [(t.trustee_user_id, t.project_id, t.is_impersonation) for t in trusts] == \
+        [(carina_user.id, cloud["users"]["demo"]["project_id"], False)]
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        cluster = json.loads(coe(cloud, "demo", "cluster", "show", "os-svc", "-f", "json").stdout)
+        if not cluster["status"].endswith("_IN_PROGRESS"):
+            break
+        time.sleep(5)
+    assert cluster["status"] == "CREATE_COMPLETE", cluster
+    servers = [s for s in admin.compute.servers(all_projects=True) if (s.metadata or {}).get("carina_cluster") ==
+               "os-svc"]
+    assert sorted(s.name for s in servers) == ["os-svc-manager-1", "os-svc-worker-1"]
+    assert {s.project_id for s in servers} == {cloud["users"]["demo"]["project_id"]}, "in the user's project"
+    credentials = cloud_service["home"] / "credentials" / f"{uuid.replace('-', '')}.yaml"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    env_text = coe(cloud, "demo", "cluster", "config", "os-svc", "--dir", str(tmp_path), "--output-certs").stdout
+    deadline = time.time() + 30  # the test cloud's HAProxy follows Octavia's members a moment later
+    while time.time() < deadline:
+        info = docker_with(env_text, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.Nodes}}")
+        if info.returncode == 0:
+            break
+        time.sleep(1)
+    assert info.stdout.split() == ["active", "2"], info.stderr
+
+    coe(cloud, "demo", "cluster", "delete", "os-svc")
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        gone = coe(cloud, "demo", "cluster", "show", "os-svc", check=False)
+        if gone.returncode != 0:
+            break
+        time.sleep(3)
+    assert "could not be found (HTTP 404)" in gone.stderr
+    assert not [s for s in admin.compute.servers(all_projects=True) if (s.metadata or {}).get("carina_cluster") ==
+                "os-svc"]
+    deadline = time.time() + 60  # the service deletes the trust once the delete run has ended
+    while time.time() < deadline and [t for t in admin.identity.trusts() if t.trustor_user_id == demo_user.id]:
+        time.sleep(1)
+    assert [t.id for t in admin.identity.trusts() if t.trustor_user_id == demo_user.id] == []
+    assert not credentials.exists()
+    coe(cloud, "demo", "cluster", "template", "delete", "os-tpl")

@@ -111,6 +111,7 @@ class MagnumAPI:
         self.cloud = dict(cloud or {})  # [cloud] of the config: clusters on OpenStack, else on this machine
         self.health: dict[str, tuple[float, coes.Health]] = {}
         self.probing: set[str] = set()  # the clusters whose probe runs in the background
+        self.deleting: set[str] = set()  # the clusters whose run is being stopped before their delete
         self.listings: dict[tuple, tuple[tuple, float, bytes]] = {}  # the last listing per caller and URL
         self.lock = threading.Lock()
         self.router = Router()
@@ -644,15 +645,38 @@ class MagnumAPI:
 
     def delete_cluster(self, request: Request) -> Response:
         cluster = self._cluster(request, request.params["ident"])
+        who: Context = request.context["who"]
         if cluster.status == "DELETE_IN_PROGRESS":
             return Response(204)
         if cluster.status in IN_PROGRESS:
-            raise HTTPError(409, f"cluster {shown_name(cluster)} is {cluster.status}; delete it once that ends")
+            # As Magnum does: a cluster whose create or update is under way can be deleted; its run is stopped
+            # first (in the background, the answer does not wait), then the delete starts.
+            with self.lock:
+                if cluster.uuid in self.deleting:
+                    return Response(204)
+                self.deleting.add(cluster.uuid)
+            threading.Thread(target=self.stop_then_delete, args=(cluster, who.token), daemon=True).start()
+            return Response(204)
+        self.start_delete(cluster, who.token)
+        return Response(204)
+
+    def start_delete(self, cluster: Cluster, token: str) -> None:
         _cluster, run = self.client.delete(cluster.name)
         if (cluster.extra or {}).get("trust_id"):
-            who: Context = request.context["who"]
-            threading.Thread(target=self.forget_delegation, args=(cluster, run.id, who.token), daemon=True).start()
-        return Response(204)
+            threading.Thread(target=self.forget_delegation, args=(cluster, run.id, token), daemon=True).start()
+
+    def stop_then_delete(self, cluster: Cluster, token: str) -> None:
+        try:
+            with contextlib.suppress(CarinaError):  # it may have ended meanwhile
+                self.client.cancel(cluster.current_run)
+            self.client.wait(cluster.current_run, timeout=120)
+            self.start_delete(self.client.get(cluster.name), token)
+        except (CarinaError, Conflict) as exc:
+            LOG.warning("cluster %s: the delete asked during %s could not start: %s", cluster.uuid, cluster.status,
+                        exc)
+        finally:
+            with self.lock:
+                self.deleting.discard(cluster.uuid)
 
     # -- certificates -----------------------------------------------------------------------
     def show_ca(self, request: Request) -> Response:
