@@ -37,6 +37,7 @@ def app(tmp_path_factory):
                 ("POST", "/v1/clusters", b'{"name": "c1", "cluster_template_id": "sw", "node_count": 1}')):
             statuses = []
             service({"REQUEST_METHOD": method, "PATH_INFO": path, "CONTENT_LENGTH": str(len(body)),
+                     "CONTENT_TYPE": "application/json",
                      "wsgi.input": io.BytesIO(body), "HTTP_HOST": "127.0.0.1:9511"},
                     lambda status, headers, seen=statuses: seen.append(status))
             assert statuses[0].startswith(("201", "202")), statuses

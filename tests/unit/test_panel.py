@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import zipfile
 
@@ -143,15 +144,19 @@ def test_get_access_is_a_zip_whose_shell_files_find_their_folder(panel, tmp_path
     unpacked = tmp_path / "somewhere else"
     archive.extractall(unpacked)
     folder = unpacked / "web"
-    shells = [("bash", f'source "{folder}/docker.env"; env')]
+    # From another folder by its full path, and from the folder above by a relative one (where a CDPATH
+    # would make cd print the folder: the file must not take that for its path).
+    dump = f"{sys.executable} -c 'import json, os; print(json.dumps(dict(os.environ)))'"
+    shells = [("bash", f'source "{folder}/docker.env"; {dump}', "/"),
+              ("bash", f"source web/docker.env; {dump}", unpacked)]
     if shutil.which("zsh"):
-        shells.append(("zsh", f'source "{folder}/docker.env"; env'))
+        shells.append(("zsh", f'source "{folder}/docker.env"; {dump}', "/"))
     if shutil.which("fish"):
-        shells.append(("fish", f'source "{folder}/docker.fish"; env'))
-    for shell, script in shells:
-        out = subprocess.run([shell, "-c", script], cwd="/", capture_output=True, text=True, check=True,
-                             env={"PATH": os.environ["PATH"]}).stdout
-        env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        shells.append(("fish", f'source "{folder}/docker.fish"; {dump}', "/"))
+    for shell, script, cwd in shells:
+        out = subprocess.run([shell, "-c", script], cwd=cwd, capture_output=True, text=True, check=True,
+                             env={"PATH": os.environ["PATH"], "CDPATH": ".:/tmp"}).stdout
+        env = json.loads(out)
         assert env["DOCKER_CERT_PATH"] == str(folder), shell
         assert env["DOCKER_HOST"] == "tcp://198.18.7.2:2376" and env["DOCKER_TLS_VERIFY"] == "1"
         assert env["CARINA_CLUSTER_NAME"] == "web"

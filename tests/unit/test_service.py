@@ -169,6 +169,8 @@ def test_magnum_names_are_per_project_and_map_to_carina_names(call):
         shown = call("GET", "/v1/clusters/web", project=project)[1]
         assert shown["name"] == "web" and shown["project_id"] == project
     assert sorted(c["name"] for c in call("GET", "/v1/clusters", project="p2")[1]["clusters"]) == ["My_Swarm.1", "web"]
+    status, out, _ = call("GET", "/v1/clusters/web", project="adm", admin=True)
+    assert status == 409 and "use the uuid (projects p1, p2)" in out["errors"][0]["title"]
 
 
 @pytest.mark.parametrize(("body", "status", "message"), [
@@ -372,11 +374,11 @@ def test_the_openapi_document_names_every_route_and_method_the_api_serves(tmp_pa
 def test_behind_a_tls_proxy_links_name_the_address_clients_used(tmp_path, monkeypatch):
     monkeypatch.setenv("CARINA_HOME", str(tmp_path))
     (tmp_path / "c.toml").write_text(f'[service]\nhome = "{tmp_path}"\nproxy_headers = true\n')
-    for proxied, expected in ((True, "https://carina.example.test/v1/"), (False, "http://127.0.0.1:9511/v1/")):
+    for proxied, expected in ((True, "https://localhost:8443/v1/"), (False, "http://127.0.0.1:9511/v1/")):
         app = App(Config.load(tmp_path / "c.toml") if proxied else Config.load(None, home=str(tmp_path)))
         environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v1", "wsgi.input": io.BytesIO(b""),
                    "wsgi.url_scheme": "http", "HTTP_HOST": "127.0.0.1:9511", "HTTP_X_FORWARDED_PROTO": "https",
-                   "HTTP_X_FORWARDED_HOST": "carina.example.test"}
+                   "HTTP_X_FORWARDED_HOST": "localhost:8443"}
         body = json.loads(b"".join(app(environ, lambda status, headers: None)))
         assert body["links"][0]["href"] == expected, body["links"]
     with pytest.raises(CarinaError, match="proxy_headers 'yes': true or false"):
@@ -440,3 +442,24 @@ def test_on_openstack_a_cluster_is_made_under_its_callers_trust_and_a_refused_on
     assert status == 409, out
     assert keystone.calls[-2:] == [("delegate", "p1"), ("revoke", "t" * 32)]
     assert sorted(p.name for p in (tmp_path / "credentials").iterdir()) == [f"{cluster.uuid}.yaml"]
+
+
+def test_what_a_web_page_elsewhere_sends_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CARINA_HOME", str(tmp_path))
+    app = App(Config.load(None, home=str(tmp_path)))
+
+    def status_of(method, path, body=b"", **headers):
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "CONTENT_LENGTH": str(len(body)),
+                   "wsgi.input": io.BytesIO(body), "HTTP_HOST": "127.0.0.1:9511"}
+        environ |= {("CONTENT_TYPE" if k == "content_type" else "HTTP_" + k.upper()): v for k, v in headers.items()}
+        seen = []
+        b"".join(app(environ, lambda status, _headers: seen.append(int(status.split()[0]))))
+        return seen[0]
+
+    form = b'{"name": "x"}'
+    assert status_of("POST", "/panel/api/clusters", form, content_type="text/plain") == 415
+    assert status_of("POST", "/v1/clustertemplates", form, content_type="application/x-www-form-urlencoded") == 415
+    assert status_of("GET", "/panel/api/clusters", host="attacker.example") == 421  # a rebound DNS name
+    assert status_of("GET", "/v1/clusters", sec_fetch_site="cross-site") == 403
+    assert status_of("GET", "/panel/api/clusters", host="localhost:9511", sec_fetch_site="same-origin") == 200
+    assert status_of("POST", "/panel/api/clusters", b'{"name": "Bad"}', content_type="application/json") == 400

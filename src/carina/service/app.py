@@ -23,6 +23,21 @@ class App:
         self.api = MagnumAPI(self.client, self.auth, config.cloud)
         self.panel = Panel(self.client, self.auth, self.api, config.cloud)
 
+    def refuse_cross_site(self, request: Request) -> HTTPError | None:
+        """What a web page elsewhere must not do. A body is JSON (a form or text/plain post, which browsers send
+        across sites unasked, is refused), and a browser's cross-site call is refused. Without Keystone (no token
+        to steal or forge) the service answers only to loopback names too, so that a rebound DNS name cannot
+        reach it from a browser."""
+        if not self.auth.keystone and host_name(request) not in LOOPBACK_HOSTS:
+            return HTTPError(421, f"this service (no Keystone) answers to 127.0.0.1 or localhost only, not "
+                                  f"{request.header('Host')!r}")
+        if request.header("Sec-Fetch-Site") == "cross-site":
+            return HTTPError(403, "calls from another site's pages are refused")
+        if request.environ.get("CONTENT_LENGTH") not in (None, "", "0") and \
+                not request.header("Content-Type").lower().startswith("application/json"):
+            return HTTPError(415, "send the body as JSON (Content-Type: application/json)")
+        return None
+
     def __call__(self, environ, start_response):
         if self.config.proxy_headers:  # the TLS proxy in front says how clients reached it
             proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
@@ -33,7 +48,10 @@ class App:
                 environ["HTTP_HOST"] = host
         request = Request(environ)
         try:
-            if request.path == "/openapi.json" and request.method == "GET":
+            refused = self.refuse_cross_site(request)
+            if refused:
+                response = error_response(refused, request)
+            elif request.path == "/openapi.json" and request.method == "GET":
                 response = Response(200, openapi.document(request.url("")))
             elif request.path == "/panel" or request.path.startswith("/panel/"):
                 response = self.panel.handle(request)
@@ -46,6 +64,16 @@ class App:
             response = error_response(HTTPError(500, f"the service failed on this request ({request.id}); its "
                                                      f"log has the details"), request)
         return response(start_response)
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+def host_name(request: Request) -> str:
+    host = request.header("Host").strip().lower()
+    if host.startswith("["):
+        return host.split("]")[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def wants_html(request: Request) -> bool:

@@ -331,6 +331,9 @@ class MagnumAPI:
         found = [c for c in found if who.owns(c.project)]
         if not found:
             raise HTTPError(status, f"Cluster {ident} could not be found")
+        if len(found) > 1:  # an admin sees every project's, and names are per project
+            raise HTTPError(409, f"Multiple clusters exist with same name {ident}; use the uuid (projects "
+                                 f"{', '.join(sorted(c.project or '-' for c in found))})")
         return found[0]
 
     def cluster_view(self, request: Request, cluster: Cluster, full: bool = True, probe: bool | None = None) -> dict:

@@ -108,7 +108,7 @@ def panel_schemas() -> dict:
 def panel_paths(ident: list) -> dict:
     """The control panel's JSON API (under /panel/api; the page itself is /panel/)."""
     problems = {"description": "refused", "content": {JSON: {"schema": ref("Problems")}}}
-    refused = {str(code): problems for code in (400, 401, 404, 409)}
+    refused = {str(code): problems for code in (400, 401, 403, 404, 409, 421, 503)}
     card_list = {"type": "object", "properties": {"clusters": {"type": "array", "items": ref("Card")}}}
     return {
         "/panel/api/session": {"get": {"summary": "Whether the panel needs a login", "security": [],
@@ -210,6 +210,12 @@ def document(server_url: str) -> dict:
                 if path.startswith("/v1"):  # a version outside 1.1 to 1.14, or not one
                     operation["responses"] |= errors(406)
     paths |= panel_paths(ident)
+    for item in paths.values():  # what the service refuses before any route (see App.refuse_cross_site)
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            refused = errors(403, 421, *([415] if "requestBody" in operation else []))
+            operation["responses"] = refused | operation["responses"]
     return {
         "openapi": "3.1.0",
         "info": {"title": "carina: Magnum's container-infra API", "version": "1.14",

@@ -270,11 +270,11 @@ def shell_file(shell: str, name: str, env: dict[str, str]) -> bytes:
         return here.join("'" + part.replace("'", "'\"'\"'") + "'" if part else "" for part in value.split(HERE))
 
     if shell in ("bash", "sh", "zsh"):
-        lines = [f"# Cluster {name}: source this file (bash or zsh) from anywhere, then use the cluster's client.",
+        lines = [f"# Cluster {name}: source this file in bash or zsh from anywhere, then use the cluster's client.",
                  'if [ -n "${BASH_SOURCE:-}" ]; then __carina_here=${BASH_SOURCE[0]}',
                  "elif [ -n \"${ZSH_VERSION:-}\" ]; then eval '__carina_here=${(%):-%x}'",
                  "else __carina_here=$0; fi",
-                 '__carina_here=$(cd "$(dirname "$__carina_here")" && pwd)']
+                 '__carina_here=$(CDPATH= cd -- "$(dirname -- "$__carina_here")" >/dev/null && pwd)']
         here = '"$__carina_here"'
         lines += [f"export {key}={sh(value, here)}" for key, value in env.items()]
         lines.append("unset __carina_here")

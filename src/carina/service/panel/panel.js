@@ -119,7 +119,7 @@ function card(cluster) {
   access.disabled = !cluster.bundle;
   access.addEventListener("click", () => getAccess(cluster, access));
   const remove = el("button", { type: "button", class: "delete", text: "Delete" });
-  remove.disabled = cluster.status.endsWith("_IN_PROGRESS");
+  remove.disabled = cluster.status === "DELETE_IN_PROGRESS";  // a create or update under way is stopped first
   remove.addEventListener("click", () => confirmDelete(cluster));
   node.append(el("div", { class: "actions" }, remove, access));
   return node;
