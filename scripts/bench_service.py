@@ -5,6 +5,7 @@ nothing). Prints milliseconds per request (median and 95th percentile). Run alon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -13,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -43,6 +45,29 @@ def seed(home: Path) -> list[str]:
                                           uuid=cluster_id, extra={"name": f"bench-{i:03d}"}))
             ids.append(cluster_id)
     return ids
+
+
+@contextlib.contextmanager
+def changing(home: Path):
+    """A writer committing to the store every 20 ms (a run's status updates, faster than any real run)."""
+    from carina.store import Store  # noqa: PLC0415 - after sys.path
+
+    store, stop = Store(home), threading.Event()
+
+    def write() -> None:
+        while not stop.wait(0.02):
+            with store.transaction() as db:
+                cluster = store.get_cluster("bench-000", db)
+                cluster.updated_at = time.time()
+                store.put_cluster(db, cluster)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join()
 
 
 def timed(url: str) -> float:
@@ -79,13 +104,16 @@ def bench() -> list[tuple[str, float, str]]:
                 timed(url)
             figures = {"baseline": load([base + "/"]), "list": load([base + "/v1/clusters"]), "show": load(shows),
                        "detail": load([base + "/v1/clusters/detail"])}
+            with changing(home):  # every listing read afresh: the cost without the listing cache
+                figures["changing"] = load([base + "/v1/clusters"])
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
     rows = []
     labels = {"baseline": "baseline: GET / (versions, reads nothing)",
               "list": f"GET /v1/clusters ({CLUSTERS} clusters)", "show": "GET /v1/clusters/{uuid}",
-              "detail": f"GET /v1/clusters/detail ({CLUSTERS} clusters)"}
+              "detail": f"GET /v1/clusters/detail ({CLUSTERS} clusters)",
+              "changing": "GET /v1/clusters while the store changes every 20 ms (no cache)"}
     for key, values in figures.items():
         median = statistics.median(values)
         p95 = statistics.quantiles(values, n=20)[-1]
