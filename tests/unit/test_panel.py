@@ -103,7 +103,7 @@ def test_cards_are_the_projects_own_and_names_are_per_project(panel):
     status, out, _ = panel("GET", f"/panel/api/clusters/{card['uuid']}/bundle", project="p1")
     assert status == 409 and "CREATE_IN_PROGRESS" in out["message"]
     stopped = []
-    panel.panel.magnum.stop_then_delete = lambda cluster, token: stopped.append(cluster.name)
+    panel.panel.magnum.stop_then_delete = lambda cluster, who: stopped.append(cluster.name)
     assert panel("DELETE", f"/panel/api/clusters/{card['uuid']}", project="p1")[0] == 204
     deadline = time.time() + 5
     while not stopped and time.time() < deadline:

@@ -441,7 +441,20 @@ def test_on_openstack_a_cluster_is_made_under_its_callers_trust_and_a_refused_on
     status, out, _ = call("POST", "/v1/clusters", {"name": "os2", "cluster_template_id": "sw"}, project="p1")
     assert status == 409, out
     assert keystone.calls[-2:] == [("delegate", "p1"), ("revoke", "t" * 32)]
-    assert sorted(p.name for p in (tmp_path / "credentials").iterdir()) == [f"{cluster.uuid}.yaml"]
+    assert sorted(p.name for p in (tmp_path / "credentials").iterdir()) == [f"{cluster.uuid}.json",
+                                                                             f"{cluster.uuid}.yaml"]
+    assert json.loads((tmp_path / "credentials" / f"{cluster.uuid}.json").read_text())["trustor"] == "user-p1"
+    # Once the cluster is gone, its trust goes at the next call of its trustor (or an admin), not of others.
+    with call.api.client.store.transaction() as db:
+        db.execute("DELETE FROM clusters WHERE name = ?", ("os1",))
+    call.api.sweep_trusts(Context(project_id="p2", user_id="user-p2"), force=True)
+    assert keystone.calls[-1] == ("revoke", "t" * 32) and len(keystone.calls) == 3, "another user revokes nothing"
+    call("GET", "/v1/clusters", project="p1")
+    assert len(keystone.calls) == 3, "a user's calls look at most every SWEEP_SECONDS"
+    call.api.swept.clear()  # as if they had passed
+    call("GET", "/v1/clusters", project="p1")
+    assert keystone.calls[-1] == ("revoke", "t" * 32) and len(keystone.calls) == 4
+    assert list((tmp_path / "credentials").iterdir()) == []
 
 
 def test_what_a_web_page_elsewhere_sends_is_refused(tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ SERVICE = "container-infrastructure-management"
 SERVICE_NAMES = {SERVICE, "container-infrastructure", "container-infra"}
 MIN_VERSION, MAX_VERSION = (1, 1), (1, 14)
 MAX_LIMIT = 1000
+SWEEP_SECONDS = 30.0  # a user's calls look for trusts of deleted clusters at most this often
 LIST_SECONDS = 2.0  # a listing is reused this long at most, while the store has not changed
 LIST_CACHE = 1000  # listings kept (callers x URLs) before the cache starts over
 HEALTH_SECONDS = 15  # a health probe's answer is shown this long before the next show probes again
@@ -112,6 +113,7 @@ class MagnumAPI:
         self.health: dict[str, tuple[float, coes.Health]] = {}
         self.probing: set[str] = set()  # the clusters whose probe runs in the background
         self.deleting: set[str] = set()  # the clusters whose run is being stopped before their delete
+        self.swept: dict[str, float] = {}  # when each user's call last looked for trusts to delete
         self.listings: dict[tuple, tuple[tuple, float, bytes]] = {}  # the last listing per caller and URL
         self.lock = threading.Lock()
         self.router = Router()
@@ -148,6 +150,7 @@ class MagnumAPI:
             handler = self.router.find(request)
             if request.path.rstrip("/") not in ("", "/v1"):
                 request.context["who"] = self.authenticate(request)
+                self.sweep_trusts(request.context["who"])
             response = handler(request)
         except HTTPError as exc:
             response = error_response(exc, request)
@@ -531,6 +534,8 @@ class MagnumAPI:
             cloud = f"carina-{cluster_id}"
             path = self.credentials_file(cluster_id)
             write_private(path, json.dumps({"clouds": {cloud: self.authenticate.trust_cloud(trust["trust_id"])}}))
+            write_private(path.with_suffix(".json"), json.dumps({"trust_id": trust["trust_id"], "trustor": who.user_id,
+                                                                 "project": who.project_id}))
             openstack = dict(openstack or {}, cloud=cloud)
             run_env = {"OS_CLIENT_CONFIG_FILE": str(path)}
             extra = dict(extra, trust_id=trust["trust_id"], trust_roles=trust["roles"])
@@ -542,29 +547,49 @@ class MagnumAPI:
                 with contextlib.suppress(HTTPError):
                     self.authenticate.revoke(who.token, trust["trust_id"])
                 self.credentials_file(cluster_id).unlink(missing_ok=True)
+                self.credentials_file(cluster_id).with_suffix(".json").unlink(missing_ok=True)
             raise
 
     def credentials_file(self, cluster_id: str):
         return self.client.home / "credentials" / f"{cluster_id}.yaml"
 
-    def forget_delegation(self, cluster: Cluster, run_id: str, token: str) -> None:
-        """Once the delete run of a cluster made under a trust ends with the cluster gone: the trust is deleted
-        (with the token of whoever deleted the cluster: its trustor, or an admin) and the cluster's clouds.yaml."""
-        trust_id = (cluster.extra or {}).get("trust_id")
-        if not trust_id:
-            return
+    def forget_delegation(self, cluster: Cluster, run_id: str, who: Context) -> None:
+        """Once the delete run of a cluster made under a trust ends: the trust is deleted with the deleter's token
+        (when they are its trustor or an admin) and the cluster's clouds.yaml with it (see sweep_trusts)."""
         try:
             self.client.wait(run_id, timeout=None)
         except CarinaError:
             return
-        if any(c.uuid == cluster.uuid for c in self.client.store.list_clusters()):
-            return  # the delete failed: the cluster, and its trust, stay for the next attempt
-        try:
-            self.authenticate.revoke(token, trust_id)
-        except HTTPError as exc:
-            LOG.warning("cluster %s is deleted but its trust %s is not (%s); its trustor or an admin can delete "
-                        "it: openstack trust delete %s", cluster.uuid, trust_id, exc.detail, trust_id)
-        self.credentials_file(cluster.uuid).unlink(missing_ok=True)
+        self.sweep_trusts(who, force=True)
+
+    def sweep_trusts(self, who: Context, force: bool = False) -> None:
+        """Trusts of clusters that are gone, deleted with the token of their trustor or an admin as soon as one of
+        them calls (at most every SWEEP_SECONDS each): a delete whose revocation failed, or that a restart cut
+        short, is finished later, and the cluster's clouds.yaml goes with its trust."""
+        folder = self.client.home / "credentials"
+        if not getattr(self.authenticate, "keystone", False) or not folder.is_dir():
+            return
+        with self.lock:
+            last = self.swept.get(who.user_id, 0.0)
+            if not force and time.monotonic() - last < SWEEP_SECONDS:
+                return
+            self.swept[who.user_id] = time.monotonic()
+        alive = {c.uuid for c in self.client.store.list_clusters()}
+        for meta in folder.glob("*.json"):
+            try:
+                facts = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                continue
+            if meta.stem in alive or not (who.is_admin or facts.get("trustor") == who.user_id):
+                continue
+            try:
+                self.authenticate.revoke(who.token, facts["trust_id"])
+            except HTTPError as exc:
+                LOG.warning("cluster %s is deleted but its trust %s is not yet (%s); its trustor's or an admin's "
+                            "next call tries again", meta.stem, facts.get("trust_id"), exc.detail)
+                continue
+            self.credentials_file(meta.stem).unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
 
     def internal_name(self, name: str, cluster_id: str) -> str:
         """The carina name of a cluster Magnum's clients call `name`: the name itself when it is a carina name no
@@ -658,22 +683,22 @@ class MagnumAPI:
                 if cluster.uuid in self.deleting:
                     return Response(204)
                 self.deleting.add(cluster.uuid)
-            threading.Thread(target=self.stop_then_delete, args=(cluster, who.token), daemon=True).start()
+            threading.Thread(target=self.stop_then_delete, args=(cluster, who), daemon=True).start()
             return Response(204)
-        self.start_delete(cluster, who.token)
+        self.start_delete(cluster, who)
         return Response(204)
 
-    def start_delete(self, cluster: Cluster, token: str) -> None:
+    def start_delete(self, cluster: Cluster, who: Context) -> None:
         _cluster, run = self.client.delete(cluster.name)
         if (cluster.extra or {}).get("trust_id"):
-            threading.Thread(target=self.forget_delegation, args=(cluster, run.id, token), daemon=True).start()
+            threading.Thread(target=self.forget_delegation, args=(cluster, run.id, who), daemon=True).start()
 
-    def stop_then_delete(self, cluster: Cluster, token: str) -> None:
+    def stop_then_delete(self, cluster: Cluster, who: Context) -> None:
         try:
             with contextlib.suppress(CarinaError):  # it may have ended meanwhile
                 self.client.cancel(cluster.current_run)
             self.client.wait(cluster.current_run, timeout=120)
-            self.start_delete(self.client.get(cluster.name), token)
+            self.start_delete(self.client.get(cluster.name), who)
         except (CarinaError, Conflict) as exc:
             LOG.warning("cluster %s: the delete asked during %s could not start: %s", cluster.uuid, cluster.status,
                         exc)

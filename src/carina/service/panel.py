@@ -62,6 +62,7 @@ class Panel:
             if request.path.startswith("/panel/api/") and request.path not in self.OPEN:
                 request.context["who"] = self.authenticate(request)
                 request.context["version"] = (1, 1)
+                self.magnum.sweep_trusts(request.context["who"])
             response = handler(request)
         except HTTPError as exc:
             response = problem(exc.status, [exc.detail], exc.headers)
