@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The wheelhouse roles/carina_service installs a service host from, without an index: carina's own
-# wheel (rebuilt every time, it is quick) and the wheels of everything it needs (requirements/service.txt
-# under the venv's pins), cached with a stamp of their recipe. Built for this machine's Python and
-# architecture: the service host needs the same. Prints the folder.
+# wheel (rebuilt every time, it is quick, and reproducibly) and the wheels of everything it needs
+# (requirements/service.txt under the venv's pins), cached with a stamp of their recipe; both in one
+# wheelhouse.tar. Built for this machine's Python and architecture: the service host needs the same.
+# Prints the folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${CARINA_WHEELHOUSE:-.cache/wheelhouse}
@@ -17,6 +18,10 @@ if [ "$(cat "$OUT/deps/.stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$OUT/deps/.stamp"
 fi
 rm -rf "$OUT/carina" && mkdir -p "$OUT/carina"
-"$PY" -m pip wheel -q --disable-pip-version-check --no-deps --wheel-dir "$OUT/carina" . >&2
+# Reproducible: the same sources give the same wheel, so an unchanged wheelhouse changes nothing on hosts.
+SOURCE_DATE_EPOCH=315532800 "$PY" -m pip wheel -q --disable-pip-version-check --no-deps --wheel-dir "$OUT/carina" . >&2
 rm -rf build src/*.egg-info
+# One file for the role to copy: its checksum names the wheelhouse on the host.
+tar --sort=name --mtime=@315532800 --owner=0 --group=0 --numeric-owner --exclude=.stamp \
+  -C "$OUT" -cf "$OUT/wheelhouse.tar" carina deps
 realpath "$OUT"

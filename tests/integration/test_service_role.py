@@ -32,8 +32,8 @@ def on_host(host: str, command: str, check: bool = True) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    """A host container with systemd and no network at all; the controller's Python (3.12+) copied in at its own
-    path, as a host with a recent Python has one."""
+    """A host container with systemd and no network at all; the controller's Python (3.12+) copied into /opt, as
+    a host with a recent Python installed has one."""
     name = f"carina-svc-role-{uuid.uuid4().hex[:6]}"
     docker("run", "-d", "--name", name, "--hostname", "svc", "--label", "carina.cluster=svc-role",
            "--network", "none", "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
@@ -48,10 +48,10 @@ def host(tmp_path_factory):
             if state in ("running", "degraded"):
                 break
             time.sleep(0.5)
-        prefix = Path(sys.base_prefix)
-        on_host(name, f"mkdir -p {prefix.parent}")
-        docker("cp", str(prefix), f"{name}:{prefix.parent}/")
-        yield {"name": name, "python": str(prefix / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")}
+        version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        docker("cp", sys.base_prefix, f"{name}:/opt/python{version}")
+        on_host(name, f"echo /opt/python{version}/lib > /etc/ld.so.conf.d/python{version}.conf && ldconfig")
+        yield {"name": name, "python": f"/opt/python{version}/bin/python{version}"}
     finally:
         docker("rm", "-f", "-v", name, check=False)
 
@@ -73,13 +73,15 @@ def inputs(tmp_path_factory):
 
 
 def apply(host: dict, inputs: dict, **variables) -> subprocess.CompletedProcess:
-    extra = {"ansible_connection": "community.docker.docker", "ansible_python_interpreter": "/usr/bin/python3",
-             "carina_service_python": host["python"], "carina_service_wheelhouse": inputs["wheelhouse"],
+    extra = {"carina_service_python": host["python"], "carina_service_wheelhouse": inputs["wheelhouse"],
              "carina_service_collection": inputs["collection"]} | variables
     (inputs["base"] / "vars.json").write_text(json.dumps(extra))
+    # The connection is the host's (in the inventory): the role's look at the controller stays local.
+    (inputs["base"] / "hosts").write_text(f"{host['name']} ansible_connection=community.docker.docker "
+                                          f"ansible_python_interpreter=/usr/bin/python3\n")
     env = bare_env(ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_COLLECTIONS_PATH="",
                    DOCKER_HOST=os.environ["DOCKER_HOST"])
-    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", f"{host['name']},",
+    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inputs["base"] / "hosts"),
                            "-e", f"@{inputs['base'] / 'vars.json'}", str(inputs["playbook"])],
                           cwd=inputs["base"], env=env, capture_output=True, text=True, timeout=1200, check=False)
 
