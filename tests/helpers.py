@@ -130,3 +130,8 @@ def changed_tasks(output: str) -> list[str]:
         if changed:
             found.append(f"{task}: {changed.group(1)}")
     return found
+
+
+def left_behind(home: Path, names) -> list[str]:
+    """The clusters of `names` a failed test left: a state folder in `home`, or host objects on the engine."""
+    return [name for name in names if (Path(home) / "clusters" / name).exists() or any(owned_objects(name).values())]

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import ROOT, owned_objects
+from tests.helpers import ROOT, left_behind, owned_objects
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -30,7 +30,8 @@ def service(tmp_path_factory):
     match = re.search(r"(http://127\.0\.0\.1:\d+)/v1", line)
     assert match, f"carina serve said {line!r}; log: {(base / 'serve.log').read_text()}"
     yield {"url": match[1], "home": base / "home"}
-    for name in CLUSTERS:  # what a failed test left
+    for name in left_behind(base / 'home', CLUSTERS):
+        # what a failed test left
         subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={name}",
                         "-e", f"carina_home={base / 'home'}"], cwd=ROOT, capture_output=True, check=False)
     proc.send_signal(signal.SIGTERM)

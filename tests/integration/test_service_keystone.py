@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, left_behind
 
 CLOUDS_YAML = ROOT / ".cache" / "testcloud" / "clouds.yaml"
 
@@ -67,7 +67,8 @@ def serve(cloud: dict, base: Path, cloud_toml: str = ""):
         yield {"url": url, "log": base / "serve.log", "home": base / "home"}
     finally:
         admin.identity.delete_service(registered, ignore_missing=True)  # its endpoints go with it
-        for name in CLUSTERS:  # what a failed test left
+        for name in left_behind(base / 'home', CLUSTERS):
+            # what a failed test left
             subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={name}",
                             "-e", f"carina_home={base / 'home'}"], cwd=ROOT, capture_output=True, check=False,
                            env=dict(os.environ, OS_CLIENT_CONFIG_FILE=str(CLOUDS_YAML)))
