@@ -37,6 +37,9 @@ def register(cls: C) -> C:
     return cls
 
 
+_BOUND: dict[tuple[str, int], Coe] = {}
+
+
 def plugins() -> dict[str, type[Coe]]:
     """{coe name: plug-in class} of every module of this package."""
     global _DISCOVERED  # noqa: PLW0603 - the package's modules are imported once
@@ -54,11 +57,15 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Coe:
-    """The plug-in of a COE, bound to its contract."""
+    """The plug-in of a COE, bound to its contract (one per contract: they hold no state of their own)."""
     contracts = planning.contracts()
     if name not in contracts:
         raise CarinaError(f"coe {name!r} is not supported; choose one of: {', '.join(sorted(contracts)) or 'none'}")
-    return plugins().get(name, Coe)(contracts[name])
+    key = (name, id(contracts[name]))
+    found = _BOUND.get(key)
+    if found is None:
+        found = _BOUND[key] = plugins().get(name, Coe)(contracts[name])
+    return found
 
 
 def default() -> str:

@@ -79,6 +79,10 @@ def iso(ts: float | None) -> str | None:
 
 
 def dashed(hex32: str) -> str:
+    """A carina id (32 hex digits) as Magnum writes uuids: 8-4-4-4-12, lower case."""
+    if len(hex32) == 32 and "-" not in hex32:
+        h = hex32.lower()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
     return str(uuidlib.UUID(hex=hex32)) if hex32 else ""
 
 
