@@ -476,3 +476,10 @@ def test_what_a_web_page_elsewhere_sends_is_refused(tmp_path, monkeypatch):
     assert status_of("GET", "/v1/clusters", sec_fetch_site="cross-site") == 403
     assert status_of("GET", "/panel/api/clusters", host="localhost:9511", sec_fetch_site="same-origin") == 200
     assert status_of("POST", "/panel/api/clusters", b'{"name": "Bad"}', content_type="application/json") == 400
+
+
+def test_a_path_two_routes_match_goes_to_the_one_that_takes_the_method(call):
+    status, out, _ = call("DELETE", "/v1/clusters/detail")
+    assert status == 404 and "Cluster detail could not be found" in out["errors"][0]["title"]
+    status, _out, headers = call("PUT", "/v1/clusters/detail")
+    assert status == 405 and "GET" in headers["Allow"]

@@ -112,13 +112,17 @@ class Router:
         self.routes.append((regex, {method: handler}))
 
     def find(self, request: Request) -> Handler:
+        allowed: set[str] = set()
         for regex, methods in self.routes:
             match = regex.match(request.path)
             if match:
                 handler = methods.get(request.method)
-                if handler is None:
-                    raise HTTPError(405, f"{request.method} is not allowed on {request.path}",
-                                    headers=[("Allow", ", ".join(sorted(methods)))])
+                if handler is None:  # another route may take this method (DELETE /v1/clusters/{ident} = detail)
+                    allowed |= set(methods)
+                    continue
                 request.params = match.groupdict()
                 return handler
+        if allowed:
+            raise HTTPError(405, f"{request.method} is not allowed on {request.path}",
+                            headers=[("Allow", ", ".join(sorted(allowed)))])
         raise HTTPError(404, f"no resource at {request.path}")
