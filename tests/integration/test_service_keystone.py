@@ -194,6 +194,13 @@ def test_a_project_makes_uses_and_deletes_its_cluster_and_another_cannot_touch_i
         hidden = coe(cloud, "alt", "cluster", "show", ident, check=False)
         assert "could not be found (HTTP 404)" in hidden.stderr, hidden.stderr
     assert json.loads(coe(cloud, "alt", "cluster", "list", "-f", "json").stdout) == []
+    # openstacksdk, finding the service through the catalog with each project's token, sees the same.
+    for user, expected in (("demo", [uuid]), ("alt", []), ("admin", [uuid])):
+        sdk = connect(cloud, user).container_infrastructure_management
+        assert [c.id for c in sdk.clusters()] == expected, user
+    assert connect(cloud, "demo").container_infrastructure_management.get_cluster(uuid).name == "web"
+    with pytest.raises(openstack.exceptions.NotFoundException):
+        connect(cloud, "alt").container_infrastructure_management.get_cluster(uuid)
     deadline = time.time() + 600
     while time.time() < deadline:
         cluster = json.loads(coe(cloud, "demo", "cluster", "show", "web", "-f", "json").stdout)
