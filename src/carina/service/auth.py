@@ -111,22 +111,13 @@ class KeystoneAuth:
     def login(self, username: str, password: str, project: str, domain: str = "Default") -> dict:
         """A project-scoped token for a user's name and password (the panel's login): {token, expires_at, user,
         project}. A refusal says only that the three do not match, never which."""
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": username, "password": password, "domain": {"name": domain}}}},
-            "scope": {"project": {"name": project, "domain": {"name": domain}}}}}
-        req = urllib.request.Request(self.auth_url + "/auth/tokens", data=json.dumps(body).encode(),  # noqa: S310
-                                     headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 - http(s), checked
-                token = resp.headers["X-Subject-Token"]
-                info = json.loads(resp.read())["token"]
+            token, info = self._password_token(username, password, domain, project, domain)
         except urllib.error.HTTPError as exc:
             if exc.code in (400, 401, 403, 404):
                 raise HTTPError(401, "the user name, password and project do not match an account of this "
                                      "cloud") from exc
             raise HTTPError(503, f"Keystone answered {exc.code} to the login") from exc
-        except (OSError, ValueError, KeyError) as exc:
-            raise HTTPError(503, f"Keystone ({self.auth_url}) cannot be reached: {exc}") from exc
         return {"token": token, "expires_at": info.get("expires_at"),
                 "user": (info.get("user") or {}).get("name", username),
                 "project": (info.get("project") or {}).get("name", project),
@@ -187,25 +178,35 @@ class KeystoneAuth:
             if token and not renew and expires > time.time() + 60:
                 return token
             s = self.settings
-            body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-                "name": s["username"], "password": s["password"],
-                "domain": {"name": s.get("user_domain_name", "Default")}}}},
-                "scope": {"project": {"name": s.get("project_name", "service"),
-                                      "domain": {"name": s.get("project_domain_name", "Default")}}}}}
-            req = urllib.request.Request(self.auth_url + "/auth/tokens", data=json.dumps(body).encode(),  # noqa: S310
-                                         headers={"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 - http(s), checked
-                    token = resp.headers["X-Subject-Token"]
-                    info = json.loads(resp.read())["token"]
-                    expires = parse_time(info.get("expires_at")) or time.time() + 600
-                    self._service_user = info["user"]["id"]
+                token, info = self._password_token(s["username"], s["password"], s.get("user_domain_name", "Default"),
+                                                   s.get("project_name", "service"),
+                                                   s.get("project_domain_name", "Default"))
+                expires = parse_time(info.get("expires_at")) or time.time() + 600
+                self._service_user = info["user"]["id"]
             except urllib.error.HTTPError as exc:
                 raise HTTPError(503, f"Keystone refused the service's own credentials ({exc.code})") from exc
-            except (OSError, ValueError, KeyError) as exc:
-                raise HTTPError(503, f"Keystone ({self.auth_url}) cannot be reached: {exc}") from exc
+            except KeyError as exc:
+                raise HTTPError(503, f"Keystone ({self.auth_url}) answered without {exc}") from exc
             self._service_token = (token, expires)
             return token
+
+    def _password_token(self, user: str, password: str, user_domain: str, project: str,
+                        project_domain: str) -> tuple[str, dict]:
+        """A project-scoped token for a name and password: (token, its body). Keystone's refusals stay
+        urllib's HTTPError for the caller to word; an unreachable Keystone is a 503."""
+        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "password": password, "domain": {"name": user_domain}}}},
+            "scope": {"project": {"name": project, "domain": {"name": project_domain}}}}}
+        req = urllib.request.Request(self.auth_url + "/auth/tokens", data=json.dumps(body).encode(),  # noqa: S310
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 - http(s), checked
+                return resp.headers["X-Subject-Token"], json.loads(resp.read())["token"]
+        except urllib.error.HTTPError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            raise HTTPError(503, f"Keystone ({self.auth_url}) cannot be reached: {exc}") from exc
 
 
 def parse_time(text: str | None) -> float:
