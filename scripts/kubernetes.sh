@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Real Kubernetes binaries for the host image carina-host:bookworm-kube. No registry ships them,
 # so they are built here from Debian bookworm's *source* package with Debian's golang-go, the way
-# Debian's own rules build them, together with two tiny image tarballs that containerd imports
+# Debian's own rules build them (with our few fixes from images/kube/patches on top of Debian's),
+# together with two tiny image tarballs that containerd imports
 # without a registry (`ctr -n k8s.io images import`):
 #   localhost/carina/pause:3.2   build/pause/linux/pause.c of the same tree, static (kubelet 1.20's
 #                                default sandbox image is pause:3.2)
 #   localhost/carina/shell:1.0   Debian's busybox-static, applets as relative links in /bin
 # Usage: kubernetes.sh build|path|check|hash
-#   build  build once per recipe hash (this file, the version, images/kube/*); restores from the
+#   build  build once per recipe hash (this file, the version, images/kube/* with its patches/); restores from the
 #          host image instead when .cache is gone but the image carries the same recipe
 #   path   print the version folder
 #   check  fail when something is missing, stale or does not match its SHA256SUMS
@@ -126,6 +127,11 @@ build_binaries() {
   local tree=$1 dsc
   dsc=$(compgen -G "$TOP/src/${SOURCE_PACKAGE}_${SOURCE_VERSION}-*.dsc" | sort -V | tail -n 1)
   step "unpack $(basename "$dsc") (Debian's patches applied)" dpkg-source -x "$dsc" "$tree"
+  # Then ours (images/kube/patches, part of the recipe): fixes of this release that later ones have.
+  local patch
+  for patch in images/kube/patches/*.patch; do
+    step "apply $patch" patch -d "$tree" -p1 --forward --batch -i "$PWD/$patch"
+  done
   # As debian/rules does: the tree seen as k8s.io/kubernetes in a GOPATH, no cgo. The version
   # (v1.20.2) comes from the tree's own git-archive stamp in hack/lib/version.sh; its build date
   # from SOURCE_DATE_EPOCH (the Debian changelog's, as dpkg-buildpackage sets it), so that a
@@ -188,7 +194,7 @@ build_images() {
 }
 
 build() {
-  need_packages golang-go make rsync jq gcc libc6-dev dpkg-dev binutils
+  need_packages golang-go make rsync jq gcc libc6-dev dpkg-dev binutils patch
   docker version >/dev/null # the image tarballs need the engine; fail early without one
   local start=$SECONDS
   rm -rf "$TOP/build" "${OUT:?}/bin" "$OUT/images" "$OUT/SHA256SUMS" "$OUT/recipe"
