@@ -254,6 +254,9 @@ def test_kubernetes_on_nova_behind_octavia(cloud, home):
         assert time.time() < deadline, kubectl("get", "pod", "smoke", "-o", "wide")
         time.sleep(1)
 
+    # A master's server stopped: the API keeps answering through the VIP, and the master comes back.
+    stop_a_master_and_start_it_again(conn, kubectl, "os-kube-master-1")
+
     # The security groups open what the contract says, to whom it says.
     rules = [r for g in conn.network.security_groups() if g.name.startswith("carina-os-kube")
              for r in conn.network.security_group_rules(security_group_id=g.id)]
@@ -268,6 +271,39 @@ def test_kubernetes_on_nova_behind_octavia(cloud, home):
     proc = playbook("delete", home, "os-kube")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert owned(conn, "os-kube") == {k: [] for k in owned(conn, "os-kube")}
+
+
+def stop_a_master_and_start_it_again(conn, kubectl, name: str) -> None:
+    """Every kubectl call through the VIP answers while the master's server is stopped (Octavia passes over
+    the member that does not accept connections, then its health monitor takes it out); the node is seen
+    NotReady, then Ready again once the server is started."""
+    def ready() -> str:
+        return kubectl("get", "node", name, "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+                       check=False).strip()
+
+    victim = conn.compute.find_server(name)
+    conn.compute.stop_server(victim)
+    try:
+        conn.compute.wait_for_server(victim, status="SHUTOFF", wait=120)
+        failed = []
+        for _ in range(20):
+            try:
+                kubectl("get", "nodes", "-o", "name")
+            except subprocess.CalledProcessError as err:
+                failed.append(err.stderr.strip())
+            time.sleep(0.5)
+        assert not failed, f"{len(failed)} of 20 kubectl calls failed with {name} stopped: {failed}"
+        deadline = time.time() + 90
+        while ready() == "True":
+            assert time.time() < deadline, f"{name} still Ready 90 s after its server stopped"
+            time.sleep(2)
+    finally:
+        conn.compute.start_server(victim)
+    conn.compute.wait_for_server(victim, status="ACTIVE", wait=120)
+    deadline = time.time() + 180
+    while ready() != "True":
+        assert time.time() < deadline, kubectl("get", "nodes", check=False)
+        time.sleep(2)
 
 
 def test_wrong_credentials_fail_clearly(cloud):

@@ -16,6 +16,10 @@ description:
     O(members) on every run (so scaling the masters updates the load balancer).
   - Waits out C(PENDING_*) states after every write and retries the 409 answers Octavia gives
     while the load balancer is immutable.
+  - A lost master costs clients little. Each listener gives a member 1 s to accept a connection
+    (C(timeout_member_connect)) before the load balancer tries again (an amphora tries 3 times more, the
+    last time on another member), and each health monitor checks every 2 s (2 s timeout) and takes a member out
+    after 2 failed checks. Listeners and monitors made by earlier releases are set to these values.
   - Optionally puts a floating IP on the VIP.
   - With O(state=absent), deletes the load balancer with everything under it (cascade) and its
     floating IP.
@@ -190,6 +194,11 @@ from ansible_collections.rax.carina.plugins.module_utils.openstack import Carina
 
 # The tag that carries the cluster's unique id on the load balancer and the objects under it.
 TAG_ID = "carina-cluster-id:"
+# A member that does not accept a connection within 1 s is tried again, then passed over (4 s at worst, under
+# the 10 s TLS handshake timeout of Go clients such as kubectl and docker); one that fails 2 checks 2 s apart
+# leaves the rotation until it passes 2 again.
+LISTENER_TIMEOUTS = {"timeout_member_connect": 1000}
+MONITOR_TIMING = {"delay": 2, "timeout": 2, "max_retries": 2, "max_retries_down": 2}
 ARGUMENT_SPEC = dict(
     cluster=dict(type="str", required=True),
     cluster_id=dict(type="str", default=""),
@@ -307,7 +316,10 @@ class OctaviaLB(CarinaOpenStackModule):
         if listener is None:
             listener = self.write("create listener %s" % lname, self.conn.load_balancer.create_listener,
                                   **self.tagged(name=lname, load_balancer_id=self.lb.id if self.lb else None,
-                                                protocol=spec["protocol"], protocol_port=port))
+                                                protocol=spec["protocol"], protocol_port=port, **LISTENER_TIMEOUTS))
+        elif any(getattr(listener, key, None) != value for key, value in LISTENER_TIMEOUTS.items()):
+            self.write("set the member connect timeout of listener %s" % lname,
+                       self.conn.load_balancer.update_listener, listener, **LISTENER_TIMEOUTS)
         if listener is None:  # check mode
             return None
         # Octavia filters pools by name, not by listener: the listener's default pool is the one.
@@ -321,12 +333,17 @@ class OctaviaLB(CarinaOpenStackModule):
         if pool is None:
             return None
         if not pool.health_monitor_id:
-            kwargs = self.tagged(name="%s-monitor" % lname, pool_id=pool.id, type=spec["monitor_type"], delay=5,
-                                 timeout=3, max_retries=2)
+            kwargs = self.tagged(name="%s-monitor" % lname, pool_id=pool.id, type=spec["monitor_type"],
+                                 **MONITOR_TIMING)
             if spec["monitor_type"] in ("HTTP", "HTTPS"):
                 kwargs["url_path"] = spec["monitor_url_path"]
             self.write("create health monitor %s-monitor" % lname, self.conn.load_balancer.create_health_monitor,
                        **kwargs)
+        else:
+            monitor = self.conn.load_balancer.get_health_monitor(pool.health_monitor_id)
+            if any(getattr(monitor, key, None) != value for key, value in MONITOR_TIMING.items()):
+                self.write("set the check timing of health monitor %s" % (monitor.name or monitor.id),
+                           self.conn.load_balancer.update_health_monitor, monitor, **MONITOR_TIMING)
         return pool
 
     def sync_members(self, pool, spec):

@@ -34,10 +34,13 @@ class FakeOctavia:
             listeners=lambda load_balancer_id: [x for x in self.listeners.values()
                                                 if x.load_balancer_id == load_balancer_id],
             create_listener=self.guarded(self.create_listener),
+            update_listener=self.guarded(lambda x, **attrs: self.update(self.listeners, x, attrs)),
             pools=lambda name: [p for p in self.pools.values() if p.name == name],
             get_pool=lambda pid: self.pools[pid],
             create_pool=self.guarded(self.create_pool),
             create_health_monitor=self.guarded(self.create_monitor),
+            get_health_monitor=lambda mid: self.monitors[mid],
+            update_health_monitor=self.guarded(lambda m, **attrs: self.update(self.monitors, m, attrs)),
             members=lambda pool_id: [m for m in self.members.values() if m.pool_id == pool_id],
             create_member=self.guarded(self.create_member),
             delete_member=self.guarded(lambda member, pool_id: self.members.pop(member.id)),
@@ -90,6 +93,12 @@ class FakeOctavia:
         for key, value in attrs.items():
             setattr(self.lbs[lb.id], key, value)
         return self.lbs[lb.id]
+
+    @staticmethod
+    def update(objects, obj, attrs):
+        for key, value in attrs.items():
+            setattr(objects[obj.id], key, value)
+        return objects[obj.id]
 
     def create_listener(self, **kw):
         x = SimpleNamespace(id=self.new_id("l"), default_pool_id=None, **kw)
@@ -274,3 +283,25 @@ def test_with_no_id_known_a_load_balancer_with_an_id_is_refused_until_its_id_is_
     assert [lb.tags for lb in cloud.lbs.values()] == [["carina-cluster-id:" + ID_A]]
     gone = run(capsys, dict(ABSENT, cluster_id=ID_A))
     assert gone["changed"] is True and cloud.lbs == {}
+
+
+def test_a_lost_member_is_passed_over_fast_and_older_settings_are_brought_to_it(cloud, capsys):
+    run(capsys, BASE)
+    (listener,) = cloud.listeners.values()
+    (monitor,) = cloud.monitors.values()
+    assert listener.timeout_member_connect == 1000
+    assert (monitor.delay, monitor.timeout, monitor.max_retries, monitor.max_retries_down) == (2, 2, 2, 2)
+    # As an earlier release made them: Octavia's defaults on the listener, a slower monitor.
+    listener.timeout_member_connect = 5000
+    monitor.delay, monitor.timeout, monitor.max_retries_down = 5, 3, 3
+    res = run(capsys, BASE, check_mode=True)
+    assert res["changed"] is True, res
+    assert listener.timeout_member_connect == 5000 and monitor.delay == 5
+    res = run(capsys, BASE)
+    assert res["changed"] is True, res
+    actions = " ".join(res["actions"])
+    assert "member connect timeout" in actions and "check timing" in actions, actions
+    assert listener.timeout_member_connect == 1000
+    assert (monitor.delay, monitor.timeout, monitor.max_retries, monitor.max_retries_down) == (2, 2, 2, 2)
+    res = run(capsys, BASE)
+    assert res["changed"] is False, res
