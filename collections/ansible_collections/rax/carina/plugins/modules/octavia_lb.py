@@ -199,6 +199,13 @@ TAG_ID = "carina-cluster-id:"
 # leaves the rotation until it passes 2 again.
 LISTENER_TIMEOUTS = {"timeout_member_connect": 1000}
 MONITOR_TIMING = {"delay": 2, "timeout": 2, "max_retries": 2, "max_retries_down": 2}
+
+
+def differs(obj, wanted):
+    """Whether any attribute of an Octavia object is not the wanted value."""
+    return any(getattr(obj, key, None) != value for key, value in wanted.items())
+
+
 ARGUMENT_SPEC = dict(
     cluster=dict(type="str", required=True),
     cluster_id=dict(type="str", default=""),
@@ -317,7 +324,7 @@ class OctaviaLB(CarinaOpenStackModule):
             listener = self.write("create listener %s" % lname, self.conn.load_balancer.create_listener,
                                   **self.tagged(name=lname, load_balancer_id=self.lb.id if self.lb else None,
                                                 protocol=spec["protocol"], protocol_port=port, **LISTENER_TIMEOUTS))
-        elif any(getattr(listener, key, None) != value for key, value in LISTENER_TIMEOUTS.items()):
+        elif differs(listener, LISTENER_TIMEOUTS):
             self.write("set the member connect timeout of listener %s" % lname,
                        self.conn.load_balancer.update_listener, listener, **LISTENER_TIMEOUTS)
         if listener is None:  # check mode
@@ -341,7 +348,7 @@ class OctaviaLB(CarinaOpenStackModule):
                        **kwargs)
         else:
             monitor = self.conn.load_balancer.get_health_monitor(pool.health_monitor_id)
-            if any(getattr(monitor, key, None) != value for key, value in MONITOR_TIMING.items()):
+            if differs(monitor, MONITOR_TIMING):
                 self.write("set the check timing of health monitor %s" % (monitor.name or monitor.id),
                            self.conn.load_balancer.update_health_monitor, monitor, **MONITOR_TIMING)
         return pool
