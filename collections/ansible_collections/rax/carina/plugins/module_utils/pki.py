@@ -53,6 +53,7 @@ CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 CA_CERT = 'ca.pem'
 CA_KEY = 'ca-key.pem'
+CA_IMPORTED = 'ca.imported'  # present when the CA was made elsewhere (ca_import): never reissued here
 CA_ORGANIZATION = 'carina'
 
 KEY_MODE = 0o600
@@ -199,6 +200,7 @@ class Config:
         self.keypairs = kwargs.get('keypairs', [])
         self.prune = kwargs['prune']
         self.state = kwargs['state']
+        self.ca_import = kwargs.get('ca_import')
 
     @property
     def ca_common_name(self):
@@ -411,13 +413,17 @@ def validate_params(params):
     state = params.get('state', 'present')
     if state not in STATES:
         errors.append('state must be one of %s, not %r' % (', '.join(STATES), state))
+    ca_import = params.get('ca_import') or None
+    if ca_import is not None and not (isinstance(ca_import, dict) and all(
+            isinstance(ca_import.get(key), str) and ca_import.get(key) for key in ('cert', 'key'))):
+        errors.append('ca_import needs cert and key, the paths of the CA certificate and its unencrypted key')
 
     if errors:
         raise PKIValidationError(errors)
     return Config(
         path=path, cluster_name=cluster_name, key_type=key_type, rsa_key_size=rsa_key_size,
         ca_valid_days=ca_valid_days, cert_valid_days=cert_valid_days, renew_before_days=renew_before_days,
-        servers=servers, clients=clients, keypairs=keypairs, prune=prune, state=state,
+        servers=servers, clients=clients, keypairs=keypairs, prune=prune, state=state, ca_import=ca_import,
     )
 
 
@@ -618,6 +624,35 @@ def file_mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+def load_ca_import(given, now=None):
+    """The CA to import (``{cert, key}`` paths): its certificate and key, once checked (a CA, unexpired, the key
+    its own and unencrypted); PKIValidationError listing the problems otherwise. Writes nothing."""
+    now = now or utcnow()
+    cert_data, key_data = read_bytes(given['cert']), read_bytes(given['key'])
+    problems = ['ca_import: %s %s does not exist' % (what, path) for what, path, data in
+                (('cert', given['cert'], cert_data), ('key', given['key'], key_data)) if data is None]
+    if problems:
+        raise PKIValidationError(problems)
+    try:
+        cert = x509.load_pem_x509_certificate(cert_data)
+    except (ValueError, TypeError):
+        raise PKIValidationError(['ca_import: cert %s is not a PEM certificate' % given['cert']]) from None
+    try:
+        key = serialization.load_pem_private_key(key_data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise PKIValidationError(['ca_import: key %s is not an unencrypted PEM private key' % given['key']]) from None
+    basic = _extension_value(cert, x509.BasicConstraints)
+    if basic is None or not basic.ca:
+        problems.append('ca_import: cert %s is not a CA certificate (basicConstraints CA:TRUE)' % given['cert'])
+    if not key_matches_cert(key, cert):
+        problems.append('ca_import: key %s is not the key of cert %s' % (given['key'], given['cert']))
+    if cert_not_after(cert) <= now:
+        problems.append('ca_import: cert %s expired on %s' % (given['cert'], iso8601(cert_not_after(cert))))
+    if problems:
+        raise PKIValidationError(problems)
+    return cert, key
+
+
 class Item:
     """A certificate/key pair in the PKI folder and what the plan decided about it."""
 
@@ -684,6 +719,8 @@ def describe(label, cert, spec_kind=None):
 
 
 def describe_planned(item, config):
+    if item.kind == 'ca' and item.cert is not None and (item.reason == 'imported' or not item.issue):
+        return describe(item.label, item.cert, item.kind)
     if item.kind == 'ca':
         parts = ['CN=%s' % config.ca_common_name, 'O=%s' % CA_ORGANIZATION]
     else:
@@ -770,6 +807,8 @@ class ClusterPKI:
         self.clients = [self._leaf_item(spec) for spec in config.clients]
         self.keypairs = [KeyPair(name, self._file('keypair-%s-key.pem' % name), self._file('keypair-%s.pub' % name))
                          for name in config.keypairs]
+        self.imported = False  # the CA is one made elsewhere (ca_import now, or the marker of an earlier import)
+        self.write_marker = False
         self.remove = []  # absolute paths to delete
         self.remove_dir = False
         self.diff_before = []
@@ -830,9 +869,33 @@ class ClusterPKI:
             return 'renewal window'
         return None
 
+    def _plan_imported_ca(self):
+        """A CA made elsewhere: put in place when given (ca_import), kept as it is when imported before."""
+        ca = self.ca
+        marker = os.path.exists(self._file(CA_IMPORTED))
+        reason = ca.load()
+        self._describe_before(ca)
+        if self.config.ca_import:
+            cert, key = load_ca_import(self.config.ca_import, self.now)
+            same = (reason is None and ca.cert.public_bytes(serialization.Encoding.DER)
+                    == cert.public_bytes(serialization.Encoding.DER) and key_matches_cert(ca.key, cert))
+            if not same:
+                ca.reason, ca.cert, ca.key, ca.fix_key_mode = 'imported', cert, key, False
+            self.write_marker = not marker
+        elif reason is not None or not key_matches_cert(ca.key, ca.cert):
+            raise PKIValidationError(['the CA in %s was imported (ca_import) and its files are %s: import it again '
+                                      '(a CA made here would not be the one the cluster\'s clients trust)'
+                                      % (self.path, reason or 'not a pair')])
+        self.imported = True
+        ca.not_after = cert_not_after(ca.cert)
+        ca.fingerprint = fingerprint_sha256(ca.cert)
+
     def _plan_ca(self):
         ca = self.ca
         config = self.config
+        if config.ca_import or os.path.exists(self._file(CA_IMPORTED)):
+            self._plan_imported_ca()
+            return
         reason = ca.load()
         if reason is None:
             try:
@@ -930,8 +993,8 @@ class ClusterPKI:
             return
         names = self._listdir()
         for name in names:
-            if (name in (CA_CERT, CA_KEY) or _LEAF_FILE_RE.fullmatch(name) or _KEYPAIR_FILE_RE.fullmatch(name)
-                    or _TEMP_FILE_RE.fullmatch(name)):
+            if (name in (CA_CERT, CA_KEY, CA_IMPORTED) or _LEAF_FILE_RE.fullmatch(name)
+                    or _KEYPAIR_FILE_RE.fullmatch(name) or _TEMP_FILE_RE.fullmatch(name)):
                 self._plan_removal(name)
         self.remove_dir = len(names) == len(self.remove)
 
@@ -941,8 +1004,25 @@ class ClusterPKI:
     def changed(self):
         if self.remove or self.remove_dir:
             return True
+        if self.write_marker:
+            return True
         return (any(item.issue or item.fix_key_mode for item in [self.ca, *self.leaves])
                 or any(pair.changed for pair in self.keypairs))
+
+    def _apply_ca(self, not_before):
+        """A new CA made here, or the imported one put in place (and its marker)."""
+        ca = self.ca
+        if ca.issue:
+            if not self.imported:
+                ca.key = generate_key(self.config.key_type, self.config.rsa_key_size)
+                ca.cert = build_ca_cert(ca.key, self.config.ca_common_name, not_before=not_before,
+                                        not_after=ca.not_after)
+            ca.fingerprint = fingerprint_sha256(ca.cert)
+            write_atomic(ca.key_path, key_to_pem(ca.key), KEY_MODE, durable=True)
+            write_atomic(ca.cert_path, cert_to_pem(ca.cert), CERT_MODE, durable=True)
+        if self.write_marker:
+            write_atomic(self._file(CA_IMPORTED), b'made elsewhere; rax.carina.cluster_pki never reissues it\n',
+                         CERT_MODE, durable=True)
 
     def apply(self):
         """Write what the plan decided. Call only outside check mode."""
@@ -955,13 +1035,7 @@ class ClusterPKI:
                 os.chmod(self.path, DIR_MODE)  # the folder is empty; only undo a narrowing umask
             not_before = self.now - CLOCK_SKEW
             ca = self.ca
-            if ca.issue:
-                ca.key = generate_key(config.key_type, config.rsa_key_size)
-                ca.cert = build_ca_cert(ca.key, config.ca_common_name, not_before=not_before,
-                                        not_after=ca.not_after)
-                ca.fingerprint = fingerprint_sha256(ca.cert)
-                write_atomic(ca.key_path, key_to_pem(ca.key), KEY_MODE, durable=True)
-                write_atomic(ca.cert_path, cert_to_pem(ca.cert), CERT_MODE, durable=True)
+            self._apply_ca(not_before)
             for item in [ca, *self.leaves]:
                 if item.fix_key_mode:
                     os.chmod(item.key_path, KEY_MODE)
@@ -1012,6 +1086,7 @@ class ClusterPKI:
                 'fingerprint_sha256': self.ca.fingerprint,
                 'issued': self.ca.issue,
                 'reason': self.ca.reason,
+                'imported': self.imported,
             }
             result['servers'] = {item.name: self._leaf_result(item) for item in self.servers}
             result['clients'] = {item.name: self._leaf_result(item) for item in self.clients}

@@ -184,6 +184,27 @@ options:
         of O(servers), O(clients) or O(keypairs), for example after a node was removed.
     type: bool
     default: false
+  ca_import:
+    description:
+      - A CA made elsewhere to use as the cluster CA instead of one made here, for example the CA that
+        OpenStack Magnum keeps for a cluster (so that the client certificates Magnum signs are trusted).
+      - The certificate must be a CA (basicConstraints CA:TRUE), unexpired, and the key must be its
+        own, unencrypted. Its key type may differ from O(key_type), which then applies to the leaves only.
+      - When the folder's CA differs from it, it replaces that CA and every leaf is reissued.
+      - An imported CA is marked (C(ca.imported)) and never reissued by this module, not even in the
+        renewal window. Later runs without O(ca_import) keep it, and fail if its files are lost.
+      - Applies to the CA of O(path) only, not to O(authorities).
+    type: dict
+    version_added: 0.9.0
+    suboptions:
+      cert:
+        description: Path of the CA certificate (PEM).
+        type: path
+        required: true
+      key:
+        description: Path of the CA's private key (unencrypted PEM); it is copied with mode C(0600).
+        type: path
+        required: true
   authorities:
     description:
       - More CAs of the same cluster, each in its own folder with its own certificates, handled in the
@@ -299,9 +320,16 @@ ca:
       type: bool
       sample: false
     reason:
-      description: Why the CA was (re)issued, for example V(missing) or V(renewal window); V(null) if it was kept.
+      description:
+        - Why the CA was (re)issued, for example V(missing) or V(renewal window), or V(imported) when O(ca_import)
+          replaced it; V(null) if it was kept.
       type: str
       sample: missing
+    imported:
+      description: Whether the CA is one made elsewhere (O(ca_import), now or in an earlier run).
+      type: bool
+      sample: false
+      version_added: 0.9.0
 servers:
   description: Server certificates by name. Empty when O(state=absent).
   returned: always
@@ -458,6 +486,8 @@ def argument_spec():
         ),
         extra_sans=dict(type='list', elements='str', default=[]),
         prune=dict(type='bool', default=False),
+        ca_import=dict(type='dict', options=dict(cert=dict(type='path', required=True),
+                                                 key=dict(type='path', required=True, no_log=False))),
         authorities=dict(
             type='list', elements='dict', default=[],
             options=dict(
@@ -478,6 +508,7 @@ def authority_params(params, authority):
     clients = [dict({'common_name': None, 'organization': []}, **client) for client in authority['clients']]
     own.update(servers=servers, clients=clients, keypairs=authority['keypairs'])
     del own['authorities']
+    own['ca_import'] = None
     return own
 
 

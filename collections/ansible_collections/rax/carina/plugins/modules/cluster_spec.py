@@ -165,6 +165,23 @@ options:
     type: list
     elements: str
     default: []
+  ca_import:
+    description:
+      - A cluster CA made elsewhere (for example the one OpenStack Magnum keeps for the cluster), used instead
+        of one made here; see M(rax.carina.cluster_pki) O(rax.carina.cluster_pki#module:ca_import).
+      - Checked here, before anything is made (a CA certificate, unexpired, with its own unencrypted key).
+      - Later runs keep the imported CA without it.
+    type: dict
+    version_added: 0.9.0
+    suboptions:
+      cert:
+        description: Path of the CA certificate (PEM).
+        type: path
+        required: true
+      key:
+        description: Path of the CA's unencrypted private key (PEM).
+        type: path
+        required: true
   coe_options:
     description:
       - The COE's own options, as its contract's C(options) declares them (for example C(pod_cidr) and
@@ -270,6 +287,10 @@ cluster:
     pki_dir:
       description: Folder of the cluster's PKI (CA key included), inside the state folder.
       type: str
+    ca_import:
+      description: The CA to import (C(cert) and C(key) paths), checked; empty when none is given.
+      type: dict
+      version_added: 0.9.0
     ssh_key:
       description: Path of the cluster's SSH private key.
       type: str
@@ -308,6 +329,7 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.rax.carina.plugins.module_utils import pki
 from ansible_collections.rax.carina.plugins.module_utils import spec as rules
 
 OPENSTACK_OPTIONS = dict(
@@ -358,6 +380,8 @@ def main():
             lb_image=dict(type="str", default="carina-host:bookworm-lb"),
             extra_sans=dict(type="list", elements="str", default=[]),
             coe_options=dict(type="dict", default={}),
+            ca_import=dict(type="dict", options=dict(cert=dict(type="path", required=True),
+                                                     key=dict(type="path", required=True, no_log=False))),
             home=dict(type="path", default="~/.carina"),
             state_dir=dict(type="path"),
             operation=dict(type="str", choices=list(rules.OPERATIONS), default="create"),
@@ -396,6 +420,14 @@ def main():
     except rules.SpecError as exc:
         module.fail_json(msg=str(exc), problems=exc.problems)
     planned.pop("coes", None)
+    ca_import = p["ca_import"] or {}
+    if ca_import and p["operation"] != "delete":
+        if not pki.HAS_CRYPTOGRAPHY:
+            module.fail_json(msg="ca_import needs the Python cryptography package on the controller")
+        try:
+            pki.load_ca_import(ca_import)
+        except pki.PKIValidationError as exc:
+            module.fail_json(msg="cluster spec of %r is not valid: %s" % (name, exc), problems=exc.errors)
     images = (contract or {}).get("host_images") or {}
     planned.update(
         contract=contract,
@@ -407,6 +439,7 @@ def main():
         ssh_key=os.path.join(state_dir, "ssh", "id_ed25519"),
         lb=rules.host_name(name, contract, "lb", 0) if contract else "%s-lb" % name,
         recorded=recorded,
+        ca_import=ca_import,
     )
     for key in ("master_hosts", "worker_hosts", "adding", "removing_masters", "removing_workers"):
         planned.setdefault(key, [])

@@ -5,14 +5,18 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.rax.carina.plugins.module_utils import pki
@@ -227,3 +231,85 @@ def test_a_bad_authority_fails_before_anything_is_written(tmp_path, capsys):
     result, _out = run_module(capsys, module_args(path, authorities=authorities))
     assert result['failed'] and result['msg'].startswith('authorities[0]: ')
     assert not path.exists()
+
+
+def outside_ca(folder, name='outside', days=365):
+    """A CA made elsewhere, as Magnum makes one: RSA, its key written unencrypted (as the caller decrypts it)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder.mkdir(exist_ok=True)
+    (folder / ('%s.pem' % name)).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / ('%s-key.pem' % name)).write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return {'cert': str(folder / ('%s.pem' % name)), 'key': str(folder / ('%s-key.pem' % name))}
+
+
+def test_imported_ca_signs_every_leaf_and_is_kept_afterwards(tmp_path, capsys):
+    path = tmp_path / 'pki'
+    run_module(capsys, module_args(path))  # a CA made here first: the import replaces it
+    given = outside_ca(tmp_path / 'outside')
+    # Check mode: says what it would do, writes nothing.
+    before = listing(path)
+    result = run_module(capsys, module_args(path, ca_import=given), check_mode=True)[0]
+    assert result['changed'] is True and result['ca']['reason'] == 'imported' and listing(path) == before
+
+    result = run_module(capsys, module_args(path, ca_import=given))[0]
+    assert result['changed'] is True
+    assert result['ca']['imported'] is True and result['ca']['reason'] == 'imported'
+    assert result['issued'] == ['ca', 'server:node-1', 'server:node-2', 'client:admin']
+    assert (path / 'ca.pem').read_bytes() == Path(given['cert']).read_bytes()
+    assert stat.S_IMODE(os.stat(path / 'ca-key.pem').st_mode) == 0o600
+    ca = x509.load_pem_x509_certificate((path / 'ca.pem').read_bytes())
+    leaf = x509.load_pem_x509_certificate((path / 'server-node-1.pem').read_bytes())
+    assert pki.is_signed_by(leaf, ca) and isinstance(leaf.public_key(), pki.ec.EllipticCurvePublicKey)
+
+    # Again with the same CA, and then without ca_import: nothing changes (RSA CA, ecdsa key_type: kept).
+    result = run_module(capsys, module_args(path, ca_import=given))[0]
+    assert result['changed'] is False and result['ca']['imported'] is True
+    result = run_module(capsys, module_args(path))[0]
+    assert result['changed'] is False and result['ca']['imported'] is True and result['issued'] == []
+    # Inside the renewal window, an imported CA is still never replaced.
+    result = run_module(capsys, module_args(path, renew_before_days=400, cert_valid_days=800))[0]
+    assert result['ca']['issued'] is False and (path / 'ca.pem').read_bytes() == Path(given['cert']).read_bytes()
+
+    # Its files lost: a clear failure, and no CA of our own in its place.
+    os.remove(path / 'ca-key.pem')
+    result = run_module(capsys, module_args(path))[0]
+    assert result['failed'] is True and 'was imported' in result['msg'] and 'import it again' in result['msg']
+    assert not (path / 'ca-key.pem').exists()
+    result = run_module(capsys, module_args(path, ca_import=given))[0]
+    assert result['changed'] is True and (path / 'ca-key.pem').exists()
+
+    # state=absent takes the marker with the rest.
+    result = run_module(capsys, module_args(path, state='absent'))[0]
+    assert result['changed'] is True and not path.exists()
+
+
+def test_imported_ca_is_checked_before_anything_is_written(tmp_path, capsys):
+    path = tmp_path / 'pki'
+    good = outside_ca(tmp_path / 'a', 'a')
+    other = outside_ca(tmp_path / 'b', 'b')
+    expired = outside_ca(tmp_path / 'c', 'c', days=-1)
+    cases = {
+        'is not the key of': dict(good, key=other['key']),
+        'does not exist': dict(good, cert=str(tmp_path / 'none.pem')),
+        'expired on': expired,
+        'not a PEM certificate': dict(good, cert=good['key']),
+        'not an unencrypted PEM private key': dict(good, key=good['cert']),
+    }
+    for message, given in cases.items():
+        result = run_module(capsys, module_args(path, ca_import=given))[0]
+        assert result['failed'] is True and message in result['msg'], (message, result['msg'])
+        assert not path.exists()
+    # A leaf (not a CA) as the CA.
+    run_module(capsys, module_args(tmp_path / 'leafs'))
+    leafs = tmp_path / 'leafs'
+    leaf = {'cert': str(leafs / 'server-node-1.pem'), 'key': str(leafs / 'server-node-1-key.pem')}
+    result = run_module(capsys, module_args(path, ca_import=leaf))[0]
+    assert result['failed'] is True and 'is not a CA certificate' in result['msg'] and not path.exists()
