@@ -608,6 +608,11 @@ class Nova(Service):
             raise bad("Image %s could not be found." % image_ref)
         if image["status"] != "active":
             raise bad("Image %s is not active." % image_ref)
+        # Nova's own checks of a flavor against the image's minimums (FlavorMemoryTooSmall, FlavorDiskTooSmall).
+        if flavor["ram"] < int(image.get("min_ram") or 0):
+            raise bad("Flavor's memory is too small for requested image.")
+        if flavor["disk"] and flavor["disk"] < int(image.get("min_disk") or 0):
+            raise bad("Flavor's disk is too small for requested image.")
         keypair = None
         if body.get("key_name"):
             keypair = self.coll("keypairs").get("%s/%s" % (req.ctx.user_id, body["key_name"]))

@@ -69,7 +69,21 @@ CLUSTER_INPUTS = {"name", "cluster_template_id", "create_timeout", "discovery_ur
 BRIEF = ("uuid", "name", "cluster_template_id", "keypair", "docker_volume_size", "labels", "node_count",
          "master_count", "status", "health_status", "master_flavor_id", "flavor_id", "create_timeout", "links")
 # Labels Magnum's Kubernetes templates use, as the COE options they mean.
-LABEL_OPTIONS = {"kube_tag": ("kubernetes_version", lambda value: value.lstrip("v"))}
+LABEL_OPTIONS = {"kube_tag": ("kubernetes_version", lambda value: value.lstrip("v")),
+                 "flannel_network_cidr": ("pod_cidr", str), "calico_ipv4pool": ("pod_cidr", str),
+                 "service_cluster_ip_range": ("service_cidr", str), "dns_cluster_domain": ("cluster_domain", str)}
+
+
+def internal_name(client: Client, name: str, cluster_id: str) -> str:
+    """The carina name of a cluster Magnum's clients call `name`: the name itself when it is a carina name no
+    one uses, else one made from it and the cluster's id. Magnum's names are per project; carina's (state
+    folders, host names) are the machine's, so two projects may each have their `web`."""
+    slug = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", (name or "cluster").lower())).strip("-")
+    slug = slug if slug[:1].isalpha() else f"c-{slug}".rstrip("-")
+    taken = {c.name for c in client.store.list_clusters()}
+    if slug in taken or paths.state_dir(client.home, slug).exists() or not planning.spec().valid_name(slug):
+        slug = f"{slug[:INTERNAL_PREFIX].rstrip('-')}-{cluster_id[:8]}"
+    return slug
 
 
 def iso(ts: float | None) -> str | None:
@@ -596,15 +610,7 @@ class MagnumAPI:
             meta.unlink(missing_ok=True)
 
     def internal_name(self, name: str, cluster_id: str) -> str:
-        """The carina name of a cluster Magnum's clients call `name`: the name itself when it is a carina name no
-        one uses, else one made from it and the cluster's id. Magnum's names are per project; carina's (state
-        folders, host names) are the machine's, so two projects may each have their `web`."""
-        slug = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", name.lower())).strip("-")
-        slug = slug if slug[:1].isalpha() else f"c-{slug}".rstrip("-")
-        taken = {c.name for c in self.client.store.list_clusters()}
-        if slug in taken or paths.state_dir(self.client.home, slug).exists() or not planning.spec().valid_name(slug):
-            slug = f"{slug[:INTERNAL_PREFIX].rstrip('-')}-{cluster_id[:8]}"
-        return slug
+        return internal_name(self.client, name, cluster_id)
 
     @staticmethod
     def coe_options(coe: str, labels: dict) -> dict:

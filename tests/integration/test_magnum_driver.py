@@ -1,0 +1,190 @@
+"""A real OpenStack Magnum 23 (magnum-api and magnum-conductor, RabbitMQ, MariaDB: testcloud/magnum.py) makes
+Kubernetes clusters on the test cloud through rax.carina's driver (drivers/magnum). Everything is done as the demo
+user with the openstack CLI, as a Magnum user would: template, cluster, `coe cluster config`, kubectl through the
+kubeconfig Magnum hands out, resize, delete; a create that cannot succeed says why in `coe cluster show`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+openstack = pytest.importorskip("openstack")
+
+pytestmark = pytest.mark.integration
+
+CLOUD_DIR = ROOT / ".cache" / "testcloud"
+MAGNUM_BIN = CLOUD_DIR / "magnum-venv" / "bin"
+KUBECTL = ROOT / ".cache" / "kubernetes" / "v1.20.2" / "bin" / "kubectl"
+# Clusters of this module, by their Magnum names (carina's names are the same when no other cluster has them).
+CLUSTERS = ("mg-kube", "mg-tiny")
+
+
+def magnum_cmd(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["python3", str(ROOT / "testcloud" / "magnum.py"), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, check=False)
+
+
+@pytest.fixture(scope="module")
+def magnum(test_cloud):
+    """Magnum beside the test cloud for this module; stopped afterwards unless it was up before."""
+    was_up = magnum_cmd("status").returncode == 0
+    proc = magnum_cmd("up")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    yield json.loads((CLOUD_DIR / "magnum" / "magnum.json").read_text())
+    if not was_up:
+        proc = magnum_cmd("down")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def cli(magnum, tmp_path_factory):
+    """`openstack ...` as the demo user (clouds.yaml cloud devstack), its JSON output parsed."""
+    home = tmp_path_factory.mktemp("magnum-user")
+    environ = {"PATH": f"{MAGNUM_BIN}:{os.environ['PATH']}", "HOME": str(home),
+               "OS_CLIENT_CONFIG_FILE": str(CLOUD_DIR / "clouds.yaml"), "OS_CLOUD": "devstack"}
+
+    def run(*args: str, check: bool = True, json_out: bool = True):
+        argv = [str(MAGNUM_BIN / "openstack"), *args, *(["-f", "json"] if json_out else [])]
+        proc = subprocess.run(argv, env=environ, capture_output=True, text=True, timeout=120, check=False)
+        if check:
+            assert proc.returncode == 0, f"{' '.join(args)}: {proc.stdout[-2000:]} {proc.stderr[-3000:]}"
+        if not json_out or proc.returncode:
+            return proc
+        return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+    run.home = home
+    yield run
+    for name in CLUSTERS:  # whatever a failed test left
+        if run("coe", "cluster", "show", name, check=False).returncode == 0:
+            run("coe", "cluster", "delete", name, check=False, json_out=False)
+            wait_gone(run, name)
+
+
+def wait_status(cli, name: str, want: str, timeout: float = 600) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        shown = cli("coe", "cluster", "show", name)
+        if shown["status"] == want:
+            return shown
+        assert not shown["status"].endswith(("_COMPLETE", "_FAILED")) or shown["status"] == want, shown
+        assert time.time() < deadline, f"{name} still {shown['status']} after {timeout:.0f} s: {shown}"
+        time.sleep(3)
+
+
+def wait_gone(cli, name: str, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while cli("coe", "cluster", "show", name, check=False, json_out=False).returncode == 0:
+        assert time.time() < deadline, cli("coe", "cluster", "show", name)
+        time.sleep(3)
+
+
+def traces(conn, name: str, cluster_id: str) -> dict[str, list[str]]:
+    """What the cloud holds of a cluster in the demo project (by carina's name and id)."""
+    return {
+        "servers": sorted(s.name for s in conn.compute.servers()
+                          if (s.metadata or {}).get("carina_cluster_id") == cluster_id),
+        "load_balancers": sorted(lb.name for lb in conn.load_balancer.load_balancers() if name in (lb.name or "")),
+        "security_groups": sorted(g.name for g in conn.network.security_groups() if name in (g.name or "")),
+        "ports": sorted(p.name for p in conn.network.ports() if (p.name or "").startswith(name + "-")),
+        "floating_ips": sorted(f.floating_ip_address for f in conn.network.ips()
+                               if cluster_id in (f.description or "")),
+        "keypairs": sorted(k.name for k in conn.compute.keypairs() if name in k.name),
+    }
+
+
+def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> str:
+    return subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                          timeout=60, check=check).stdout
+
+
+def nodes_ready(kubeconfig: Path, count: int, timeout: float = 120) -> dict[str, str]:
+    deadline = time.time() + timeout
+    while True:
+        proc = subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), "get", "nodes", "-o", "json"],
+                              capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode == 0:
+            ready = {item["metadata"]["name"]: next(c["status"] for c in item["status"]["conditions"]
+                                                   if c["type"] == "Ready")
+                     for item in json.loads(proc.stdout)["items"]}
+            if len(ready) == count and set(ready.values()) == {"True"}:
+                return ready
+        assert time.time() < deadline, proc.stdout[-2000:] + proc.stderr[-2000:]
+        time.sleep(2)
+
+
+def test_magnum_makes_resizes_and_deletes_a_kubernetes_cluster_through_carina(cli, magnum, tmp_path):
+    config = openstack.config.OpenStackConfig(config_files=[str(CLOUD_DIR / "clouds.yaml")])
+    demo = openstack.connection.Connection(config=config.get_one(cloud="devstack"))
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    cli("keypair", "create", "--public-key", f"{key}.pub", "mg-key")
+    try:
+        template = cli("coe", "cluster", "template", "create", "mg-k8s", "--coe", "kubernetes",
+                       "--image", "carina-magnum-kube", "--external-network", "public", "--fixed-network", "private",
+                       "--fixed-subnet", "private-subnet", "--flavor", "m1.small", "--master-flavor", "m1.small",
+                       "--master-lb-enabled", "--floating-ip-disabled", "--network-driver", "flannel",
+                       "--keypair", "mg-key", "--labels", "kube_tag=v1.20.2,container_runtime=containerd")
+        assert template["server_type"] == "vm" and template["cluster_distro"] == "debian"
+
+        started = time.time()
+        cli("coe", "cluster", "create", "mg-kube", "--cluster-template", "mg-k8s", "--master-count", "1",
+            "--node-count", "1", json_out=False)
+        shown = wait_status(cli, "mg-kube", "CREATE_COMPLETE")
+        print(f"Magnum create of 1 master + 1 node: {time.time() - started:.1f} s")
+        cluster_id = shown["uuid"].replace("-", "")
+        assert shown["api_address"].startswith("https://") and shown["api_address"].endswith(":6443"), shown
+        assert shown["coe_version"] == "v1.20.2"
+        assert len(shown["master_addresses"]) == 1 and len(shown["node_addresses"]) == 1, shown
+        # The servers are the user's, in the user's project (made with the user's trust, not as the service).
+        servers = [s for s in demo.compute.servers() if (s.metadata or {}).get("carina_cluster_id") == cluster_id]
+        assert len(servers) == 2 and {s.project_id for s in servers} == {demo.current_project_id}
+
+        # The kubeconfig Magnum signs (its CA, a client certificate from `coe cluster config`) works with kubectl.
+        config_dir = tmp_path / "config"
+        config_dir.mkdir()
+        cli("coe", "cluster", "config", "mg-kube", "--dir", str(config_dir), "--force", json_out=False)
+        kubeconfig = config_dir / "config"
+        assert nodes_ready(kubeconfig, 2).keys() == {"mg-kube-master-1", "mg-kube-node-1"}
+        kubectl(kubeconfig, "run", "smoke", "--image=localhost/carina/shell:1.0", "--image-pull-policy=Never",
+                "--restart=Never", "--", "sh", "-c", "echo smoke-ok")
+        deadline = time.time() + 90
+        while "smoke-ok" not in kubectl(kubeconfig, "logs", "smoke", check=False):
+            assert time.time() < deadline, kubectl(kubeconfig, "get", "pod", "smoke", "-o", "wide", check=False)
+            time.sleep(1)
+
+        # Resize: a second worker joins.
+        cli("coe", "cluster", "resize", "mg-kube", "2", json_out=False)
+        shown = wait_status(cli, "mg-kube", "UPDATE_COMPLETE")
+        assert shown["node_count"] == 2 and len(shown["node_addresses"]) == 2, shown
+        assert nodes_ready(kubeconfig, 3).keys() == {"mg-kube-master-1", "mg-kube-node-1", "mg-kube-node-2"}
+
+        # Delete: the cluster and everything it had in the cloud are gone.
+        cli("coe", "cluster", "delete", "mg-kube", json_out=False)
+        wait_gone(cli, "mg-kube")
+        assert traces(demo, "mg-kube", cluster_id) == {kind: [] for kind in traces(demo, "mg-kube", cluster_id)}
+    finally:
+        cli("coe", "cluster", "template", "delete", "mg-k8s", check=False, json_out=False)
+        cli("keypair", "delete", "mg-key", check=False, json_out=False)
+
+
+def test_a_create_that_fails_says_why_in_coe_cluster_show(cli, magnum):
+    """A flavor smaller than the image's min_ram: Nova refuses the servers; Magnum shows the failing task."""
+    cli("coe", "cluster", "template", "create", "mg-tiny-t", "--coe", "kubernetes", "--image", "carina-magnum-kube",
+        "--external-network", "public", "--fixed-network", "private", "--fixed-subnet", "private-subnet",
+        "--flavor", "m1.tiny", "--master-flavor", "m1.tiny", "--floating-ip-disabled", "--labels", "kube_tag=v1.20.2")
+    try:
+        cli("coe", "cluster", "create", "mg-tiny", "--cluster-template", "mg-tiny-t", "--node-count", "1",
+            json_out=False)
+        shown = wait_status(cli, "mg-tiny", "CREATE_FAILED", timeout=300)
+        assert "too small" in shown["status_reason"], shown
+        cli("coe", "cluster", "delete", "mg-tiny", json_out=False)
+        wait_gone(cli, "mg-tiny")
+    finally:
+        cli("coe", "cluster", "template", "delete", "mg-tiny-t", check=False, json_out=False)
