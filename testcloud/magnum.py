@@ -77,9 +77,16 @@ def wanted_stamp(python: str) -> str:
     return digest.hexdigest()
 
 
+def which(name: str) -> str | None:
+    """A program of Debian's packages, also where a PATH without the sbin folders would miss it."""
+    if name.startswith("/"):
+        return name if Path(name).is_file() else None
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
 def debian_packages() -> None:
     """Debian's MariaDB and RabbitMQ, installed once, started by nobody but `up` (no init script runs)."""
-    missing = sorted({pkg for binary, pkg in DEBIAN.items() if not (shutil.which(binary) or Path(binary).is_file())})
+    missing = sorted({pkg for binary, pkg in DEBIAN.items() if not which(binary)})
     if not missing:
         return
     if os.geteuid() != 0:
@@ -144,14 +151,16 @@ def services(ports: dict[str, int]) -> list[cloud.Service]:
         "RABBITMQ_NODE_PORT": str(ports["amqp"]), "RABBITMQ_DIST_PORT": str(ports["dist"]),
         "ERL_EPMD_PORT": str(ports["epmd"]), "ERL_EPMD_ADDRESS": cloud.HOST,
         "RABBITMQ_CONFIG_FILE": str(rabbit / "rabbitmq"), "RABBITMQ_ENABLED_PLUGINS_FILE": str(rabbit / "plugins"),
-        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": erl, "RABBITMQ_PID_FILE": str(rabbit / "pid")}
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": erl, "RABBITMQ_PID_FILE": str(rabbit / "pid"),
+        "PATH": f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/bin:/sbin:/bin"}
     api = f"http://{cloud.HOST}:{ports['api']}/"
     return [
-        cloud.Service("magnum-mariadb", ["mariadbd", "--no-defaults", f"--datadir={data}", f"--socket={data}.sock",
-                                         f"--port={ports['mysql']}", f"--bind-address={cloud.HOST}", "--user=root",
-                                         "--skip-name-resolve", f"--pid-file={data}.pid", "--log-error="],
+        cloud.Service("magnum-mariadb", [which("mariadbd") or "mariadbd", "--no-defaults", f"--datadir={data}",
+                                         f"--socket={data}.sock", f"--port={ports['mysql']}",
+                                         f"--bind-address={cloud.HOST}", "--user=root", "--skip-name-resolve",
+                                         f"--pid-file={data}.pid", "--log-error="],
                       lambda: port_open(ports["mysql"])),
-        cloud.Service("magnum-epmd", ["epmd", "-port", str(ports["epmd"]), "-address", cloud.HOST],
+        cloud.Service("magnum-epmd", [which("epmd") or "epmd", "-port", str(ports["epmd"]), "-address", cloud.HOST],
                       lambda: port_open(ports["epmd"])),
         cloud.Service("magnum-rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], lambda: port_open(ports["amqp"]),
                       env=rabbit_env),
@@ -167,8 +176,8 @@ def conductor_up() -> bool:
     if not facts:
         return False
     sql = "SELECT COUNT(*) FROM magnum_service WHERE `binary`='magnum-conductor';"
-    proc = subprocess.run(["mariadb", "--no-defaults", f"--socket={STATE / 'mysql'}.sock", "-uroot", "-N", "-e", sql,
-                           "magnum"], capture_output=True, text=True, check=False)
+    proc = subprocess.run([which("mariadb") or "mariadb", "--no-defaults", f"--socket={STATE / 'mysql'}.sock",
+                           "-uroot", "-N", "-e", sql, "magnum"], capture_output=True, text=True, check=False)
     return proc.returncode == 0 and proc.stdout.strip() not in ("", "0")
 
 
@@ -210,14 +219,14 @@ def prepare_data(ports: dict[str, int]) -> None:
     (STATE / "locks").mkdir()
     (STATE / "carina").mkdir(mode=0o700)
     (STATE / "magnum.conf").write_text(magnum_conf(ports))
-    install = ["mariadb-install-db", "--no-defaults", f"--datadir={STATE / 'mysql'}", "--user=root",
-               "--auth-root-authentication-method=normal", "--skip-test-db"]
+    install = [which("mariadb-install-db") or "mariadb-install-db", "--no-defaults", f"--datadir={STATE / 'mysql'}",
+               "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"]
     cloud.run_step("mariadb-install-db", install)
 
 
 def sql(statement: str) -> None:
-    cloud.run_step("mariadb", ["mariadb", "--no-defaults", f"--socket={STATE / 'mysql'}.sock", "-uroot", "-e",
-                               statement])
+    cloud.run_step("mariadb", [which("mariadb") or "mariadb", "--no-defaults", f"--socket={STATE / 'mysql'}.sock",
+                               "-uroot", "-e", statement])
 
 
 def register(ports: dict[str, int]) -> dict:

@@ -29,6 +29,7 @@ class Recorder:
         self.store = store
         self.run_id = run_id
         self.failure: dict | None = None
+        self.item_failures: dict[tuple[str, str], str] = {}  # (task, host) -> the first failed loop item's message
 
     def __call__(self, event: dict) -> bool:
         data = event.get("event_data") or {}
@@ -36,9 +37,19 @@ class Recorder:
         self.store.add_event(self.run_id, counter=int(event.get("counter", 0)), event=name,
                              task=str(data.get("task", "")), host=str(data.get("host", "")),
                              stdout=str(event.get("stdout", ""))[:8000])
+        where = (str(data.get("task", "")), str(data.get("host", "")))
+        if name == "runner_item_on_failed" and where not in self.item_failures:
+            res = data.get("res") or {}
+            self.item_failures[where] = str(res.get("msg") or res.get("stderr") or "")
         if name in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             res = data.get("res") or {}
             msg = res.get("msg") or res.get("stderr") or "failed"
+            # A loop's "One or more items failed" says nothing: the first failed item's own message does.
+            items = [item for item in res.get("results") or [] if isinstance(item, dict) and item.get("failed")]
+            if items:
+                msg = items[0].get("msg") or items[0].get("stderr") or msg
+            elif self.item_failures.get(where):
+                msg = self.item_failures[where]
             if self.failure is None:
                 self.failure = {"task": data.get("task", ""), "host": data.get("host", ""), "msg": str(msg)[:1000],
                                 "unreachable": name == "runner_on_unreachable"}

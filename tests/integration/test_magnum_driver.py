@@ -47,7 +47,7 @@ def magnum(test_cloud):
 def cli(magnum, tmp_path_factory):
     """`openstack ...` as the demo user (clouds.yaml cloud devstack), its JSON output parsed."""
     home = tmp_path_factory.mktemp("magnum-user")
-    environ = {"PATH": f"{MAGNUM_BIN}:{os.environ['PATH']}", "HOME": str(home),
+    environ = {"PATH": f"{MAGNUM_BIN}:{os.environ['PATH']}", "HOME": str(home), "SHELL": "/bin/bash",
                "OS_CLIENT_CONFIG_FILE": str(CLOUD_DIR / "clouds.yaml"), "OS_CLOUD": "devstack"}
 
     def run(*args: str, check: bool = True, json_out: bool = True):
@@ -57,12 +57,14 @@ def cli(magnum, tmp_path_factory):
             assert proc.returncode == 0, f"{' '.join(args)}: {proc.stdout[-2000:]} {proc.stderr[-3000:]}"
         if not json_out or proc.returncode:
             return proc
-        return json.loads(proc.stdout) if proc.stdout.strip() else None
+        # magnumclient prints "Request to create ... accepted" before the JSON of a template it made.
+        text = proc.stdout[min((i for i in (proc.stdout.find("{"), proc.stdout.find("[")) if i >= 0), default=0):]
+        return json.loads(text) if text.strip() else None
 
     run.home = home
     yield run
     for name in CLUSTERS:  # whatever a failed test left
-        if run("coe", "cluster", "show", name, check=False).returncode == 0:
+        if run("coe", "cluster", "show", name, check=False, json_out=False).returncode == 0:
             run("coe", "cluster", "delete", name, check=False, json_out=False)
             wait_gone(run, name)
 

@@ -221,6 +221,23 @@ def test_recorder_keeps_the_first_real_failure(tmp_path):
     assert [e["counter"] for e in store.events("r1")] == [1, 2, 3]
 
 
+def test_a_failed_loop_is_told_by_its_first_failed_item(tmp_path):
+    rec = worker.Recorder(Store(tmp_path), "r1")
+    res = {"msg": "One or more items failed", "results": [
+        {"item": "a", "changed": False}, {"item": "b", "failed": True, "msg": "Flavor's memory is too small"},
+        {"item": "c", "failed": True, "msg": "later"}]}
+    rec({"event": "runner_on_failed", "counter": 1, "event_data": {"task": "Make", "host": "localhost", "res": res}})
+    assert rec.reason() == "task 'Make' failed on localhost: Flavor's memory is too small"
+    # As ansible-runner tells it: each failed item in its own event, then the task with no results.
+    rec = worker.Recorder(Store(tmp_path / "other"), "r2")
+    for counter, msg in enumerate(("400 Flavor's memory is too small", "the second item")):
+        rec({"event": "runner_item_on_failed", "counter": counter,
+             "event_data": {"task": "Make", "host": "localhost", "res": {"msg": msg}}})
+    rec({"event": "runner_on_failed", "counter": 9,
+         "event_data": {"task": "Make", "host": "localhost", "res": {"msg": "One or more items failed"}}})
+    assert rec.reason() == "task 'Make' failed on localhost: 400 Flavor's memory is too small"
+
+
 def test_scrub_keeps_only_environment_names(tmp_path):
     command = tmp_path / "artifacts" / "run" / "command"
     command.parent.mkdir(parents=True)
