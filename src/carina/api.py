@@ -178,7 +178,8 @@ class Client:
                openstack: dict | None = None, inventory: str | Path | None = None,
                coe_options: dict | None = None, allow_public_subnet: bool = False, cluster_id: str = "",
                project: str = "", extra: dict | None = None, run_env: dict | None = None,
-               image: str = "", ca_import: dict | None = None) -> tuple[Cluster, Run]:
+               image: str = "", ca_import: dict | None = None,
+               authorized_keys: list[str] | None = None) -> tuple[Cluster, Run]:
         """Record the cluster CREATE_IN_PROGRESS and start its create run; counts left out come from the contract.
 
         The spec is judged by the collection's planning rules first: a refused spec raises CarinaError
@@ -192,7 +193,8 @@ class Client:
         the fields it shows (template, keypair, labels). `run_env` is environment every run of the cluster gets
         (the service's per-cluster OS_CLIENT_CONFIG_FILE: the cluster's own delegated cloud credentials).
         `ca_import` ({cert, key}: paths) is a cluster CA made elsewhere (a Magnum driver's: Magnum's own CA of the
-        cluster), used instead of one made here and kept by every later run.
+        cluster), used instead of one made here and kept by every later run. `authorized_keys` are the users' SSH
+        public keys every host lets in (recorded: later runs keep them).
         """
         coe = coe or coes.default()
         openstack = {k: v for k, v in (openstack or {}).items() if v not in (None, "")}
@@ -213,7 +215,8 @@ class Client:
         extravars.update((f"carina_{key}", value) for key, value in openstack.items())
         optional = {"carina_subnet": subnet, "carina_image": image,  # the hosts' image (openstack: a Glance image)
                     "carina_allow_public_subnet": allow_public_subnet or None, "carina_coe_options": given,
-                    "carina_ca_import": ca_import and {"cert": str(ca_import["cert"]), "key": str(ca_import["key"])}}
+                    "carina_ca_import": ca_import and {"cert": str(ca_import["cert"]), "key": str(ca_import["key"])},
+                    "carina_authorized_keys": list(authorized_keys or [])}
         extravars.update((key, value) for key, value in optional.items() if value)
         if cluster_id and not ID_PATTERN.fullmatch(cluster_id):
             raise CarinaError(f"cluster id {cluster_id!r}: 32 hexadecimal digits")

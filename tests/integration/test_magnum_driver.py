@@ -23,7 +23,7 @@ CLOUD_DIR = ROOT / ".cache" / "testcloud"
 MAGNUM_BIN = CLOUD_DIR / "magnum-venv" / "bin"
 KUBECTL = ROOT / ".cache" / "kubernetes" / "v1.20.2" / "bin" / "kubectl"
 # Clusters of this module, by their Magnum names (carina's names are the same when no other cluster has them).
-CLUSTERS = ("mg-kube", "mg-tiny")
+CLUSTERS = ("mg-kube", "mg-tiny", "mg-gone")
 
 
 def magnum_cmd(*args: str) -> subprocess.CompletedProcess:
@@ -138,6 +138,10 @@ def test_magnum_makes_resizes_and_deletes_a_kubernetes_cluster_through_carina(cl
         started = time.time()
         cli("coe", "cluster", "create", "mg-kube", "--cluster-template", "mg-k8s", "--master-count", "1",
             "--node-count", "1", json_out=False)
+        # magnum-conductor dies (SIGKILL) while the create runs and is started again: the run goes on.
+        wait_status(cli, "mg-kube", "CREATE_IN_PROGRESS", timeout=30)
+        proc = magnum_cmd("restart-conductor")
+        assert proc.returncode == 0, proc.stderr[-3000:]
         shown = wait_status(cli, "mg-kube", "CREATE_COMPLETE")
         print(f"Magnum create of 1 master + 1 node: {time.time() - started:.1f} s")
         cluster_id = shown["uuid"].replace("-", "")
@@ -147,6 +151,13 @@ def test_magnum_makes_resizes_and_deletes_a_kubernetes_cluster_through_carina(cl
         # The servers are the user's, in the user's project (made with the user's trust, not as the service).
         servers = [s for s in demo.compute.servers() if (s.metadata or {}).get("carina_cluster_id") == cluster_id]
         assert len(servers) == 2 and {s.project_id for s in servers} == {demo.current_project_id}
+
+        # The user's key pair lets them into the hosts (next to carina's own key).
+        ssh = subprocess.run(["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                              "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
+                              f"root@{shown['master_addresses'][0]}", "cat", "/etc/hostname"],
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert ssh.stdout.strip() == "mg-kube-master-1", ssh.stderr
 
         # The kubeconfig Magnum signs (its CA, a client certificate from `coe cluster config`) works with kubectl.
         config_dir = tmp_path / "config"
@@ -190,3 +201,24 @@ def test_a_create_that_fails_says_why_in_coe_cluster_show(cli, magnum):
         wait_gone(cli, "mg-tiny")
     finally:
         cli("coe", "cluster", "template", "delete", "mg-tiny-t", check=False, json_out=False)
+
+
+def test_a_cluster_deleted_while_it_is_made_is_stopped_then_deleted(cli, magnum):
+    """Magnum lets users delete a cluster that is still CREATE_IN_PROGRESS: its run stops, then the delete runs."""
+    cli("coe", "cluster", "template", "create", "mg-gone-t", "--coe", "kubernetes", "--image", "carina-magnum-kube",
+        "--external-network", "public", "--fixed-network", "private", "--fixed-subnet", "private-subnet",
+        "--flavor", "m1.small", "--master-flavor", "m1.small", "--floating-ip-disabled", "--labels", "kube_tag=v1.20.2")
+    try:
+        shown = cli("coe", "cluster", "create", "mg-gone", "--cluster-template", "mg-gone-t", "--node-count", "1",
+                    json_out=False)
+        wait_status(cli, "mg-gone", "CREATE_IN_PROGRESS", timeout=30)
+        cluster_id = cli("coe", "cluster", "show", "mg-gone")["uuid"].replace("-", "")
+        time.sleep(8)  # the hosts are being made
+        cli("coe", "cluster", "delete", "mg-gone", json_out=False)
+        wait_gone(cli, "mg-gone")
+        config = openstack.config.OpenStackConfig(config_files=[str(CLOUD_DIR / "clouds.yaml")])
+        demo = openstack.connection.Connection(config=config.get_one(cloud="devstack"))
+        assert traces(demo, "mg-gone", cluster_id) == {kind: [] for kind in traces(demo, "mg-gone", cluster_id)}
+        assert shown.returncode == 0
+    finally:
+        cli("coe", "cluster", "template", "delete", "mg-gone-t", check=False, json_out=False)

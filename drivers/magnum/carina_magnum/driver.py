@@ -9,6 +9,7 @@ the runs go on in their own processes and their outcome is in carina's database.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ import openstack.config
 import openstack.connection
 from cryptography.hazmat.primitives import serialization
 from keystoneauth1 import loading as ka_loading
-from magnum.common import exception
+from magnum.common import clients, exception
 from magnum.conductor.handlers.common import cert_manager
 from magnum.drivers.common import driver
 from oslo_log import log as logging
@@ -102,12 +103,21 @@ class Driver(driver.Driver):
             cluster_id = translate.hex_id(cluster.uuid)
             name = internal_name(client, cluster.name, cluster_id)
             client.create(name, cluster_id=cluster_id, project=cluster.project_id, ca_import=ca,
+                          authorized_keys=self._user_keys(context, cluster),
                           run_env={"OS_CLIENT_CONFIG_FILE": str(folder / "clouds.yaml")},
                           extra={"magnum_uuid": cluster.uuid, "timeout_minutes": cluster_create_timeout}, **request)
         except Exception:
             self._forget(cluster)
             raise
         LOG.info("cluster %s: carina cluster %s is being created", cluster.uuid, name)
+
+    @staticmethod
+    def _user_keys(context, cluster) -> list[str]:
+        """The public key of the Nova key pair the user named (cluster, else template): every host lets it in."""
+        if not cluster.keypair:
+            return []
+        compute = clients.OpenStackClients(context).nova()  # openstacksdk's compute proxy, with the user's token
+        return [compute.get_keypair(cluster.keypair).public_key.strip()]
 
     @staticmethod
     def _write_ca(context, cluster, folder: Path) -> dict:
@@ -187,6 +197,11 @@ class Driver(driver.Driver):
         found = self._find(client, cluster)
         if found is None:
             return  # nothing was made (the status sync says DELETE_COMPLETE)
+        if found.status in translate.IN_PROGRESS and found.current_run:
+            # Magnum deletes clusters that are still being made or changed: the run stops first.
+            with contextlib.suppress(CarinaError):  # it may have ended meanwhile
+                client.cancel(found.current_run)
+            client.wait(found.current_run, timeout=120)
         client.delete(found.name)
 
     # -- resize and update ---------------------------------------------------------------------

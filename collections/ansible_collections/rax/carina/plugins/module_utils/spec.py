@@ -449,6 +449,21 @@ def api_url(contract, endpoint):
     return contract["api_url"].format(endpoint=endpoint) if endpoint else ""
 
 
+SSH_PUBLIC_KEY_RE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) "
+                               r"[A-Za-z0-9+/]+=*( [^\n]*)?$")
+
+
+def authorized_key_problems(keys):
+    """The users' SSH public keys the hosts let in (one OpenSSH public key per entry, no options, no newline)."""
+    if keys is None:
+        return []
+    if not isinstance(keys, list):
+        return ["authorized_keys must be a list of SSH public keys"]
+    return ["authorized_keys[%d] is not one SSH public key (type, base64 key, optional comment): %.40r"
+            % (index, key) for index, key in enumerate(keys)
+            if not (isinstance(key, str) and SSH_PUBLIC_KEY_RE.fullmatch(key))]
+
+
 def check(spec, contract, recorded=None):
     """Every problem of a spec, each saying what to change; [] when it may go ahead.
 
@@ -474,6 +489,7 @@ def check(spec, contract, recorded=None):
         problems += static_problems(spec["hosts"], spec.get("static") or {})
     problems += count_problems(contract, spec.get("masters"), spec.get("nodes"))
     problems += san_problems(spec.get("extra_sans"))
+    problems += authorized_key_problems(spec.get("authorized_keys"))
     problems += coe_option_problems(spec, contract, recorded)
     if spec.get("provider") == "local" and is_count(spec.get("masters")) and is_count(spec.get("nodes")):
         # Every host is up at once during a scale: the ones that stay, come and go, and the load balancer.
@@ -540,6 +556,8 @@ def fill(spec, contract, recorded=None):
     out.setdefault("operation", "create")
     out["remove"] = list(dict.fromkeys(out.get("remove") or []))  # each name once
     out["extra_sans"] = list(out.get("extra_sans") or [])
+    # Given once (at create), kept by the record for every later run: hosts a scale adds let the same users in.
+    out["authorized_keys"] = list(out.get("authorized_keys") or recorded.get("authorized_keys") or [])
     out["provider"] = out.get("provider") or recorded.get("provider") or "local"
     inventory = out.pop("inventory_hosts", None)
     if out["provider"] in INVENTORY_PROVIDERS:

@@ -119,6 +119,7 @@ def build(cluster, endpoint, subnet, settled, provider_data, *, addresses):
         endpoint=endpoint,
         api_url=rules.api_url(contract, endpoint) if contract else "",
         extra_sans=list(cluster.get("extra_sans") or []),
+        authorized_keys=list(cluster.get("authorized_keys") or []),
         openstack=dict(cluster.get("openstack") or {}),
         static=dict(cluster.get("static") or {}),
         coe_options=dict(cluster.get("coe_options") or {}),

@@ -165,6 +165,14 @@ options:
     type: list
     elements: str
     default: []
+  authorized_keys:
+    description:
+      - SSH public keys of the cluster's users (one OpenSSH public key each), let into every host as the user
+        Ansible connects as, next to the cluster's own key; for example the Nova key pair a Magnum user named.
+      - Left out, the keys of the record are kept, so that hosts a scale adds let the same users in.
+    type: list
+    elements: str
+    version_added: 0.9.0
   ca_import:
     description:
       - A cluster CA made elsewhere (for example the one OpenStack Magnum keeps for the cluster), used instead
@@ -287,6 +295,11 @@ cluster:
     pki_dir:
       description: Folder of the cluster's PKI (CA key included), inside the state folder.
       type: str
+    authorized_keys:
+      description: The users' SSH public keys the hosts let in (given, else recorded).
+      type: list
+      elements: str
+      version_added: 0.9.0
     ca_import:
       description: The CA to import (C(cert) and C(key) paths), checked; empty when none is given.
       type: dict
@@ -380,6 +393,7 @@ def main():
             lb_image=dict(type="str", default="carina-host:bookworm-lb"),
             extra_sans=dict(type="list", elements="str", default=[]),
             coe_options=dict(type="dict", default={}),
+            authorized_keys=dict(type="list", elements="str", no_log=False),
             ca_import=dict(type="dict", options=dict(cert=dict(type="path", required=True),
                                                      key=dict(type="path", required=True, no_log=False))),
             home=dict(type="path", default="~/.carina"),
@@ -409,7 +423,7 @@ def main():
     given = dict(name=name, coe=coe, coes=sorted(p["contracts"]), operation=p["operation"], masters=p["masters"],
                  nodes=p["nodes"], provider=p["provider"], subnet=p["subnet"], extra_sans=p["extra_sans"],
                  allow_public_subnet=p["allow_public_subnet"], machine_routes=rules.machine_routes(),
-                 remove=p["remove"], coe_options=dict(p["coe_options"] or {}),
+                 remove=p["remove"], coe_options=dict(p["coe_options"] or {}), authorized_keys=p["authorized_keys"],
                  openstack=dict((k, v) for k, v in (p["openstack"] or {}).items() if v is not None))
     if p["inventory_hosts"] is not None:
         given["inventory_hosts"] = dict(master=list(p["inventory_hosts"].get("master") or []),

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 
 import yaml
 from cryptography import x509
@@ -59,3 +60,22 @@ def test_a_bad_ca_to_import_is_refused_before_anything(tmp_path, capsys):
     result = run_module(cluster_spec.main, capsys, spec_args(tmp_path / 'home', ca_import=missing))
     assert 'key %s does not exist' % missing['key'] in result['msg']
     assert not (tmp_path / 'home').exists()
+
+
+KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHv1D5pS6Gk0c3zQ8QmZ6hJqP0nKXo7l1C9Ukz1Bq2u5 alice@laptop'
+
+
+def test_users_keys_are_checked_and_kept_by_the_record(tmp_path, capsys):
+    result = run_module(cluster_spec.main, capsys, spec_args(tmp_path / 'home', authorized_keys=[KEY]))
+    assert result['cluster']['authorized_keys'] == [KEY]
+    two = KEY + '\nssh-rsa x'
+    bad = run_module(cluster_spec.main, capsys, spec_args(tmp_path / 'home', authorized_keys=[KEY, two]))
+    assert bad['failed'] is True and 'authorized_keys[1] is not one SSH public key' in bad['msg']
+    state = tmp_path / 'home' / 'clusters' / 'imp'
+    state.mkdir(parents=True)
+    (state / 'cluster.json').write_text(json.dumps({'schema_version': 1, 'name': 'imp', 'coe': 'kubernetes',
+                                                    'provider': 'local', 'masters': 1, 'nodes': 1,
+                                                    'authorized_keys': [KEY]}))
+    result = run_module(cluster_spec.main, capsys, spec_args(tmp_path / 'home', operation='scale', nodes=2))
+    assert 'failed' not in result, result
+    assert result['cluster']['authorized_keys'] == [KEY]
