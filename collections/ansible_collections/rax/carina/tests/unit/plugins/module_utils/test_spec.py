@@ -723,9 +723,14 @@ def test_static_without_inventory_hosts():
 
 def test_fill_defaults_from_the_contract():
     out = spec.fill(dict(name="demo"), SWARM)
-    assert out == dict(name="demo", operation="create", remove=[], extra_sans=[], provider="local", masters=1,
-                       nodes=1, openstack={}, static={},
+    assert out == dict(name="demo", operation="create", remove=[], extra_sans=[], authorized_keys=[],
+                       provider="local", masters=1, nodes=1, openstack={}, static={},
                        coe_options={"address_pool": "198.19.128.0/18", "address_pool_mask": 24})
+    # Users' keys given once are kept from the record; given again, the new list wins.
+    assert spec.fill(dict(name="demo"), SWARM, {"authorized_keys": ["ssh-ed25519 AAAA a"]})["authorized_keys"] == [
+        "ssh-ed25519 AAAA a"]
+    assert spec.fill(dict(name="demo", authorized_keys=["ssh-rsa BBBB b"]), SWARM,
+                     {"authorized_keys": ["ssh-ed25519 AAAA a"]})["authorized_keys"] == ["ssh-rsa BBBB b"]
 
 
 def test_fill_defaults_of_another_contract(swarm):
