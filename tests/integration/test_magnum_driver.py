@@ -121,6 +121,22 @@ def nodes_ready(kubeconfig: Path, count: int, timeout: float = 120) -> dict[str,
         time.sleep(2)
 
 
+def wait_healthy(cli, name: str, timeout: float = 60) -> None:
+    """Magnum's health poll (carina's probe: /readyz and the nodes' conditions) says HEALTHY."""
+    deadline = time.time() + timeout
+    while (shown := cli("coe", "cluster", "show", name))["health_status"] != "HEALTHY":
+        assert time.time() < deadline, shown
+        time.sleep(3)
+
+
+def ssh_hostname(key: Path, address: str) -> str:
+    ssh = subprocess.run(["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                          "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", f"root@{address}",
+                          "cat", "/etc/hostname"], capture_output=True, text=True, timeout=60, check=False)
+    assert ssh.returncode == 0, ssh.stderr
+    return ssh.stdout.strip()
+
+
 def test_magnum_makes_resizes_and_deletes_a_kubernetes_cluster_through_carina(cli, magnum, tmp_path):
     config = openstack.config.OpenStackConfig(config_files=[str(CLOUD_DIR / "clouds.yaml")])
     demo = openstack.connection.Connection(config=config.get_one(cloud="devstack"))
@@ -152,12 +168,16 @@ def test_magnum_makes_resizes_and_deletes_a_kubernetes_cluster_through_carina(cl
         servers = [s for s in demo.compute.servers() if (s.metadata or {}).get("carina_cluster_id") == cluster_id]
         assert len(servers) == 2 and {s.project_id for s in servers} == {demo.current_project_id}
 
+        wait_healthy(cli, "mg-kube")
+        # The cluster's trust: from the demo user to Magnum's service user, in the demo project.
+        admin_config = openstack.config.OpenStackConfig(config_files=[str(CLOUD_DIR / "clouds.yaml")])
+        admin = openstack.connection.Connection(config=admin_config.get_one(cloud="devstack-admin"))
+        trusts = [t for t in admin.identity.trusts() if t.trustor_user_id == demo.current_user_id]
+        assert len(trusts) == 1 and trusts[0].trustee_user_id == magnum["user_id"], trusts
+        assert trusts[0].project_id == demo.current_project_id and not trusts[0].is_impersonation
+
         # The user's key pair lets them into the hosts (next to carina's own key).
-        ssh = subprocess.run(["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                              "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
-                              f"root@{shown['master_addresses'][0]}", "cat", "/etc/hostname"],
-                             capture_output=True, text=True, timeout=60, check=False)
-        assert ssh.stdout.strip() == "mg-kube-master-1", ssh.stderr
+        assert ssh_hostname(key, shown["master_addresses"][0]) == "mg-kube-master-1"
 
         # The kubeconfig Magnum signs (its CA, a client certificate from `coe cluster config`) works with kubectl.
         config_dir = tmp_path / "config"
@@ -182,6 +202,7 @@ def test_magnum_makes_resizes_and_deletes_a_kubernetes_cluster_through_carina(cl
         cli("coe", "cluster", "delete", "mg-kube", json_out=False)
         wait_gone(cli, "mg-kube")
         assert traces(demo, "mg-kube", cluster_id) == {kind: [] for kind in traces(demo, "mg-kube", cluster_id)}
+        assert not [t for t in admin.identity.trusts() if t.trustor_user_id == demo.current_user_id]
     finally:
         cli("coe", "cluster", "template", "delete", "mg-k8s", check=False, json_out=False)
         cli("keypair", "delete", "mg-key", check=False, json_out=False)

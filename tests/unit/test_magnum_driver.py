@@ -75,6 +75,13 @@ def test_magnum_shows_what_carina_reports(found, current, want):
     assert translate.magnum_status(found, current) == want
 
 
+def test_a_create_that_has_not_reached_carina_yet_is_not_failed():
+    """The status sync may run while create_cluster is still starting carina's run."""
+    assert translate.magnum_status(None, "CREATE_IN_PROGRESS", age=2.0) is None
+    assert translate.magnum_status(None, "CREATE_IN_PROGRESS", age=translate.STARTING)[0] == "CREATE_FAILED"
+    assert translate.magnum_status(None, "DELETE_IN_PROGRESS", age=2.0) == ("DELETE_COMPLETE", "")
+
+
 def test_addresses_and_removals_by_name_or_server_id():
     record = {"master_hosts": ["k-master-1"], "worker_hosts": ["k-node-1", "k-node-2"],
               "addresses": {"k-master-1": "198.18.100.11", "k-node-1": "198.18.100.12", "k-node-2": "198.18.100.13"}}

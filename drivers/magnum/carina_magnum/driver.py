@@ -10,6 +10,7 @@ the runs go on in their own processes and their outcome is in carina's database.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import shutil
 from pathlib import Path
@@ -136,7 +137,11 @@ class Driver(driver.Driver):
     def update_cluster_status(self, context, cluster, use_admin_ctx=False):
         client = self._client()
         found = self._find(client, cluster)
-        change = translate.magnum_status(found, cluster.status)
+        created = cluster.created_at
+        if created is not None and created.tzinfo is None:
+            created = created.replace(tzinfo=datetime.UTC)
+        age = (datetime.datetime.now(datetime.UTC) - created).total_seconds() if created else translate.STARTING
+        change = translate.magnum_status(found, cluster.status, age)
         if change is None:
             return
         status, reason = change

@@ -84,13 +84,17 @@ def create_request(cluster: Mapping, template: Mapping, *, ssh_cidr: str, binari
     }
 
 
-def magnum_status(found, current: str) -> tuple[str, str] | None:
+STARTING = 300.0  # seconds a new cluster may be unknown to carina: the status sync can run while the create starts
+
+
+def magnum_status(found, current: str, age: float = STARTING) -> tuple[str, str] | None:
     """The status and reason Magnum should show, from carina's cluster (None: carina knows no such cluster), or
-    None when nothing changes."""
+    None when nothing changes. `age`: seconds since Magnum recorded the cluster."""
     if found is None:
         if current == "DELETE_IN_PROGRESS":
             return "DELETE_COMPLETE", ""
-        if current in IN_PROGRESS:
+        # A create younger than STARTING may not have reached carina yet (the driver's create_cluster is starting).
+        if current in IN_PROGRESS and not (current == "CREATE_IN_PROGRESS" and age < STARTING):
             prefix = current.split("_", 1)[0]
             return f"{prefix}_FAILED", "carina has no record of this cluster (its state folder was lost?)"
         return None
