@@ -8,9 +8,6 @@ The trust delegates only the configured roles the user has: no impersonation, no
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import yaml
 from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import session as ks_session
@@ -20,15 +17,6 @@ from carina.errors import CarinaError
 
 IDENTITY = {"service_type": "identity", "interface": "public"}
 TIMEOUT = 30
-
-
-def write_private(path: Path, text: str) -> None:
-    """A file only its owner reads, mode 0600 from the start."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path.with_suffix(path.suffix + ".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(path.with_suffix(path.suffix + ".tmp"), path)
 
 
 class Delegation:

@@ -30,10 +30,10 @@ from carina import paths, planning
 from carina.api import Client
 from carina.coes import Health
 from carina.errors import CarinaError
-from carina.service.magnum import internal_name
+from carina.service.magnum import internal_name, write_private
 from carina_magnum import conf as carina_conf
 from carina_magnum import translate
-from carina_magnum.delegation import Delegation, write_private
+from carina_magnum.delegation import Delegation
 
 CONF = magnum.conf.CONF
 carina_conf.register(CONF)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from carina.errors import CarinaError
-from carina.service.magnum import LABEL_OPTIONS
+from carina.service.magnum import MagnumAPI
 
 COE = "kubernetes"
 CLOUD = "carina-trust"  # the cloud name in each cluster's clouds.yaml (the trust's credentials)
@@ -26,13 +26,9 @@ def hex_id(uuid: str) -> str:
 
 
 def coe_options(labels: Mapping[str, str], binaries: str) -> dict:
-    """The Kubernetes options the labels set, by the names Magnum's templates use (kube_tag, ...) or carina's."""
-    known = {"kubernetes_version", "binaries", "release_url", "pod_cidr", "node_cidr_mask", "service_cidr",
-             "cluster_domain", "dns_image", "cni_manifest"}
-    options = {key: str(value) for key, value in labels.items() if key in known}
-    for label, (option, convert) in LABEL_OPTIONS.items():
-        if label in labels and option not in options:
-            options[option] = convert(labels[label])
+    """The Kubernetes options the labels set (by carina's names or the ones Magnum's templates use, as the carina
+    service reads them), and the binary source of the driver's configuration unless a label gives one."""
+    options = MagnumAPI.coe_options(COE, dict(labels))
     if binaries and "binaries" not in options:
         options["binaries"] = binaries
     return options
