@@ -201,6 +201,8 @@ class Client:
         if openstack and provider != "openstack":
             raise CarinaError("openstack options need --provider openstack")
         options, hosts = self._provider_inputs(provider, inventory, masters, nodes)
+        if openstack:
+            options["openstack"] = openstack  # a delete before the create run recorded anything still finds the cloud
         if run_env:
             options["run_env"] = {str(k): str(v) for k, v in run_env.items()}
         given = self._coe_options(name, coe, coe_options)
@@ -260,6 +262,12 @@ class Client:
             extravars = {"carina_name": name}
             if cluster.uuid:
                 extravars["carina_cluster_id"] = cluster.uuid  # a state folder with another id is not this cluster's
+            if not (paths.state_dir(self.home, name) / planning.RECORD).exists():
+                # A create stopped (or failed) before its run recorded the cluster: the playbook cannot read the
+                # provider and its cloud from the record, so they come from carina's own.
+                extravars["carina_provider"] = cluster.provider
+                extravars.update((f"carina_{key}", value)
+                                 for key, value in (cluster.options.get("openstack") or {}).items())
             run = self._new_run(cluster, "delete", "rax.carina.delete", extravars)
             cluster.status, cluster.status_reason, cluster.current_run = "DELETE_IN_PROGRESS", "", run.id
             self.store.put_cluster(db, cluster)

@@ -430,6 +430,23 @@ def test_a_cluster_with_a_broken_record_can_still_be_deleted(client):
     assert cluster.status == "DELETE_IN_PROGRESS" and run.action == "delete"
 
 
+def test_a_create_stopped_before_its_record_is_deleted_on_its_own_provider(client):
+    """A create canceled before its run wrote cluster.json: the delete run gets the provider and the cloud from
+    carina's own record (the playbook would otherwise look for the cluster's objects with the default provider)."""
+    client.create("os1", provider="openstack", openstack={"cloud": "devstack", "fixed_network": "private"})
+    client.store.update_cluster("os1", status="CREATE_FAILED")
+    _cluster, run = client.delete("os1")
+    extravars = json.loads(client.store.get_run(run.id).params)["extravars"]
+    assert (extravars["carina_provider"], extravars["carina_cloud"], extravars["carina_fixed_network"]) == (
+        "openstack", "devstack", "private")
+    client.create("os2", provider="openstack", openstack={"cloud": "devstack"})
+    client.store.update_cluster("os2", status="CREATE_FAILED")
+    write_record(client.home, "os2", provider="openstack")
+    _cluster, run = client.delete("os2")
+    extravars = json.loads(client.store.get_run(run.id).params)["extravars"]
+    assert "carina_provider" not in extravars and "carina_cloud" not in extravars  # the record tells
+
+
 def test_a_failed_create_cannot_be_resized(client):
     client.create("c1")
     client.store.update_cluster("c1", status="CREATE_FAILED")
