@@ -55,7 +55,7 @@ integration: setup browser ## tests on real host containers
 	@$(ENGINE) pytest -q -m integration tests/integration testcloud
 
 test: setup browser lint ## all gates, then every test (pytest's summary comes last)
-	@$(ENGINE) pytest tests testcloud $(COLLECTION)/tests/unit
+	@$(ENGINE) pytest --durations=30 tests testcloud $(COLLECTION)/tests/unit
 
 bench: setup ## print the benchmark figures
 	@$(ENGINE) python scripts/bench.py

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import owned_objects
+from tests.helpers import left_behind, owned_objects
 
 SUBNET = "198.18.241.0/24"
 # The clusters this module makes (conftest checks that nothing of theirs is left).
@@ -53,9 +53,11 @@ def shell(home: Path, script: str) -> subprocess.CompletedProcess:
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("carina-cli")
     yield home
-    for name in ("c1", "cfail", "ckill", "crace", "ccancel", "cpty", "ck8s"):
+    names = ("c1", "cfail", "ckill", "crace", "ccancel", "cpty", "ck8s")
+    for name in names:
         if carina(home, "get", name).returncode == 0:
             carina(home, "rm", name, "--wait")
+    for name in left_behind(home, names):  # what a failed test (or a failed rm) left
         subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={name}",
                         "-e", f"carina_home={home}"], cwd=Path(__file__).resolve().parents[2], capture_output=True,
                        check=False)
