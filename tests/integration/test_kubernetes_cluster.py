@@ -147,8 +147,6 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      # httpd is PID 1 and ignores SIGTERM: without this, every drain waited the default 30 s for each pod.
-      terminationGracePeriodSeconds: 2
       tolerations: [{key: node-role.kubernetes.io/master, effect: NoSchedule}]
       topologySpreadConstraints:
         - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule,
