@@ -40,6 +40,11 @@ STATIC_GROUPS = {"master": "masters", "worker": "workers", "lb": "lb"}
 STATIC = "static"
 
 
+def openstack_extravars(openstack: dict) -> dict:
+    """The playbooks' variables for the openstack options (cloud -> carina_cloud, ...)."""
+    return {f"carina_{key}": value for key, value in openstack.items()}
+
+
 def static_hosts(inventory: Path) -> dict:
     """{master: [...], worker: [...], lb: [...], vip: ...}: the hosts an inventory puts in groups masters,
     workers and lb, and its carina_vip.
@@ -214,7 +219,7 @@ class Client:
         masters, nodes = plan["masters"], plan["nodes"]
         extravars = {"carina_name": name, "carina_coe": coe, "carina_masters": masters, "carina_nodes": nodes,
                      "carina_provider": provider, "carina_extra_sans": extra_sans or []}
-        extravars.update((f"carina_{key}", value) for key, value in openstack.items())
+        extravars.update(openstack_extravars(openstack))
         optional = {"carina_subnet": subnet, "carina_image": image,  # the hosts' image (openstack: a Glance image)
                     "carina_allow_public_subnet": allow_public_subnet or None, "carina_coe_options": given,
                     "carina_ca_import": ca_import and {"cert": str(ca_import["cert"]), "key": str(ca_import["key"])},
@@ -266,8 +271,7 @@ class Client:
                 # A create stopped (or failed) before its run recorded the cluster: the playbook cannot read the
                 # provider and its cloud from the record, so they come from carina's own.
                 extravars["carina_provider"] = cluster.provider
-                extravars.update((f"carina_{key}", value)
-                                 for key, value in (cluster.options.get("openstack") or {}).items())
+                extravars.update(openstack_extravars(cluster.options.get("openstack") or {}))
             run = self._new_run(cluster, "delete", "rax.carina.delete", extravars)
             cluster.status, cluster.status_reason, cluster.current_run = "DELETE_IN_PROGRESS", "", run.id
             self.store.put_cluster(db, cluster)
