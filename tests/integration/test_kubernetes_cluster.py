@@ -228,6 +228,27 @@ def test_a_second_run_changes_nothing(home, cluster):
     assert changed and set(changed.values()) == {0}, changed
 
 
+def test_a_rerun_starts_what_stopped_and_imports_a_lost_image(home, cluster):
+    """No file to change, yet a service stopped or disabled, or a local image containerd lost: the rerun sees
+    it (the node is not steady), starts the service and imports the image, and every node is Ready after."""
+    state, node, master = cluster["state"], f"{NAME}-node-1", f"{NAME}-master-2"
+    docker("exec", node, "systemctl", "stop", "kubelet", "kube-proxy")
+    docker("exec", master, "systemctl", "disable", "--now", "kube-scheduler")
+    docker("exec", node, "ctr", "-n", "k8s.io", "images", "rm", "localhost/carina/shell:1.0")
+    proc = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    changed = recap_changed(proc.stdout)
+    assert changed[node] > 0 and changed[master] > 0, changed
+    assert docker("exec", node, "systemctl", "is-active", "kubelet", "kube-proxy").split() == ["active"] * 2
+    assert docker("exec", master, "systemctl", "is-enabled", "kube-scheduler") == "enabled"
+    assert docker("exec", master, "systemctl", "is-active", "kube-scheduler") == "active"
+    assert "localhost/carina/shell:1.0" in docker("exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q").split()
+    assert set(nodes(state).values()) == {"True"}, nodes(state)
+    again = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1")
+    assert again.returncode == 0 and set(recap_changed(again.stdout).values()) == {0}, \
+        changed_tasks(again.stdout) or again.stdout[-4000:]
+
+
 def test_scale_out_and_in_by_name(home, cluster):
     state = cluster["state"]
     proc = playbook("scale", home, "-e", "carina_nodes=2")
@@ -290,10 +311,16 @@ def test_cluster_dns_is_wired_when_an_image_is_given(home, cluster):
 def test_a_missing_binary_comes_from_the_controllers_folder(home, cluster):
     node = f"{NAME}-node-1" if f"{NAME}-node-1" in addresses(NAME) else f"{NAME}-node-2"
     docker("exec", node, "rm", "/usr/local/bin/kube-proxy")
+    # A binary of another release in place of the recorded one (its record no longer matches the file).
+    master = f"{NAME}-master-1"
+    fake = "rm {0} && printf '#!/bin/sh\\necho Kubernetes v1.19.0\\n' > {0} && chmod 755 {0}"
+    docker("exec", master, "sh", "-c", fake.format("/usr/local/bin/kube-scheduler"))
+    assert docker("exec", master, "/usr/local/bin/kube-scheduler", "--version") == "Kubernetes v1.19.0"
     folder = json.dumps({"carina_coe_options": {"binaries": str(KUBECTL.parent)}})
     proc = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1", "-e", folder)
     assert proc.returncode == 0, proc.stdout[-6000:]
     assert docker("exec", node, "/usr/local/bin/kube-proxy", "--version") == "Kubernetes v1.20.2"
+    assert docker("exec", master, "/usr/local/bin/kube-scheduler", "--version") == "Kubernetes v1.20.2"
     # Back to the default source: nothing is missing, nothing is fetched; only the record notes the option.
     again = playbook("create", home, "-e", "carina_masters=3", "-e", "carina_nodes=1",
                      "-e", json.dumps({"carina_coe_options": {"binaries": "release"}}))
