@@ -117,7 +117,7 @@ def test_lifecycle(cluster, ssh_key):
         ({"hosts": [{"name": "dup", "role": "worker"}, {"name": "dup", "role": "worker"}]}, "repeated: dup"),
         ({"hosts": [{"name": "it-hosts-1", "role": "worker", "address": "198.18.201.1"}]}, "other than the gateway"),
         ({"image": "carina-host:missing"}, "build it with `make images`"),
-        ({"public_key": ""}, "public_key is required"),
+        ({"public_key": ""}, "public_key or ssh_key is required"),
     ],
 )
 def test_bad_input_fails_before_anything_exists(cluster, ssh_key, change, message):
@@ -141,3 +141,50 @@ def test_subnet_in_use_and_name_taken(cluster, ssh_key):
     finally:
         docker("rm", "-f", f"{CLUSTER}-taken")
         docker("network", "rm", "it-foreign-net")
+
+
+def test_ssh_key_pair_made_kept_and_checked(cluster, tmp_path):
+    """With ssh_key the module makes the cluster's key pair (0600 in a 0700 folder), installs it, keeps
+    it on the next run, takes an existing key as it is, and refuses a key others can read."""
+    key = tmp_path / "keys" / "id_ed25519"
+    args = {"cluster": CLUSTER, "subnet": SUBNET, "image": "carina-host:bookworm", "ssh_key": str(key),
+            "hosts": [{"name": f"{CLUSTER}-1", "role": "worker", "engine_volume": False}]}
+
+    rc, res = run_module("rax.carina.local_hosts", args, check=True)
+    assert rc == 0 and res["changed"] is True, res
+    assert not key.parent.exists(), "check mode made the key folder"
+
+    rc, res = run_module("rax.carina.local_hosts", args)
+    assert rc == 0 and res["changed"] is True, res
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and oct(key.parent.stat().st_mode & 0o777) == "0o700"
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True, check=True)
+    pub = key.with_suffix(".pub")
+    assert res["public_key"].split()[:2] == derived.stdout.split()[:2] == pub.read_text().split()[:2]
+    assert res["public_key"].split()[2] == f"carina-{CLUSTER}"
+    out = ssh(key, res["hosts"][0]["address"], "hostname")
+    assert out.returncode == 0 and out.stdout.strip() == f"{CLUSTER}-1", out
+
+    rc, again = run_module("rax.carina.local_hosts", args)
+    assert rc == 0 and again["changed"] is False and again["public_key"] == res["public_key"], again
+
+    # A lost .pub file comes back from the private key.
+    pub.unlink()
+    rc, again = run_module("rax.carina.local_hosts", args)
+    assert rc == 0 and again["changed"] is True and pub.read_text().split() == res["public_key"].split(), again
+
+    # An existing key pair (made by ssh-keygen) is taken as it is.
+    other = tmp_path / "other" / "id_ed25519"
+    other.parent.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(other)], check=True)
+    rc, res = run_module("rax.carina.local_hosts", args | {"ssh_key": str(other)})
+    assert rc == 0 and res["changed"] is False, res  # the .pub file's comment is not compared
+    assert res["public_key"].split()[:2] == other.with_suffix(".pub").read_text().split()[:2]
+
+    # A key others can read, or a file that is not a key, is refused before anything changes.
+    other.chmod(0o644)
+    rc, res = run_module("rax.carina.local_hosts", args | {"ssh_key": str(other)})
+    assert rc != 0 and "make it mode 0600" in res["msg"], res
+    other.write_text("not a key\n")
+    other.chmod(0o600)
+    rc, res = run_module("rax.carina.local_hosts", args | {"ssh_key": str(other)})
+    assert rc != 0 and "not an unencrypted OpenSSH private key" in res["msg"], res

@@ -86,8 +86,17 @@ options:
     description:
       - OpenSSH public key installed as root's authorized key at first boot (the image reads it
         from the container's environment, as cloud-init reads a Nova key pair).
-      - Required when a host is created.
+      - Required when a host is created, unless O(ssh_key) gives the key pair.
     type: str
+  ssh_key:
+    description:
+      - Private key file of the cluster's SSH key pair, with its public key next to it (C(.pub)).
+        When the file is missing, an ed25519 key pair is made (the private key mode 0600, its
+        folder 0700), as a cloud makes a key pair; an existing key is kept and its public key is
+        installed on new hosts instead of O(public_key).
+      - Nothing is written in check mode.
+    type: path
+    version_added: 0.9.0
   hosts:
     description:
       - The hosts the cluster should have.
@@ -257,6 +266,12 @@ known_hosts:
   type: str
   sample: /root/.carina/clusters/demo/known_hosts
   version_added: 0.8.0
+public_key:
+  description: The OpenSSH public key of O(ssh_key).
+  returned: when O(ssh_key) is set and the key exists (always, but in check mode before it is made)
+  type: str
+  sample: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI... carina-demo
+  version_added: 0.9.0
 """
 
 import contextlib
@@ -270,6 +285,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes, write_atomic
+
+try:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    HAS_CRYPTOGRAPHY = True
+    CRYPTOGRAPHY_IMPORT_ERROR = None
+except ImportError:
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
 try:
     import docker
@@ -481,8 +506,8 @@ class LocalHosts:
                 msg="a container named %s already exists and is not part of cluster %s (labels %s); "
                 "choose another cluster name" % (name, self.cluster, other["Config"].get("Labels"))
             )
-        if not self.params["public_key"]:
-            self.module.fail_json(msg="public_key is required to create host %s" % name)
+        if not self.params["public_key"] and not self.params["ssh_key"]:
+            self.module.fail_json(msg="public_key or ssh_key is required to create host %s" % name)
         image = host["image"] or self.params["image"]
         try:
             self.api.inspect_image(image)
@@ -671,10 +696,42 @@ class LocalHosts:
             hosts.append(item)
         return hosts
 
+    def ensure_key_pair(self, path):
+        """The public key of the key pair at `path` (made when missing; the .pub file follows the
+        private key), or "" in check mode when there is no key yet."""
+        data = read_bytes(path)
+        if data is None:
+            self.result["changed"] = True
+            if self.module.check_mode:
+                return ""
+            os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+            key = ed25519.Ed25519PrivateKey.generate()
+            data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                     serialization.NoEncryption())
+            write_atomic(path, data, 0o600, durable=True)
+        try:
+            key = serialization.load_ssh_private_key(data, password=None)
+        except (ValueError, TypeError) as exc:
+            self.module.fail_json(msg="%s is not an unencrypted OpenSSH private key: %s" % (path, exc))
+        if os.stat(path).st_mode & 0o077:
+            self.module.fail_json(msg="%s is readable by others than its owner: make it mode 0600" % path)
+        public = "%s carina-%s" % (key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode(), self.cluster)
+        pub_path = path + ".pub"
+        have = (read_bytes(pub_path) or b"").decode(errors="replace").split()
+        if have[:2] != public.split()[:2]:
+            self.result["changed"] = True
+            if not self.module.check_mode:
+                write_atomic(pub_path, (public + "\n").encode(), 0o644)
+        self.result["public_key"] = public
+        return public
+
     def present(self):
         self.check_owner()
         existing = self.existing_containers()
         subnet = self.validate(existing)
+        if self.params["ssh_key"]:
+            self.params["public_key"] = self.ensure_key_pair(self.params["ssh_key"])
         wanted = {h["name"]: h for h in self.params["hosts"]}
         self.result["network"] = self.ensure_network(subnet)
 
@@ -830,6 +887,7 @@ def main():
             wait=dict(type="bool", default=True),
             wait_timeout=dict(type="int", default=120),
             known_hosts=dict(type="path"),
+            ssh_key=dict(type="path", no_log=False),
             docker_host=dict(type="str"),
         ),
         supports_check_mode=True,
@@ -837,6 +895,8 @@ def main():
     if not HAS_DOCKER:
         module.fail_json(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
 
+    if module.params["ssh_key"] and not HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
     if module.params["known_hosts"] and not module.params["wait"]:
         module.fail_json(msg="known_hosts needs wait: host keys are read once sshd answers")
     hosts = LocalHosts(module)
