@@ -34,6 +34,7 @@ __all__ = ["CarinaError", "Client", "Conflict", "Health", "static_hosts"]
 
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # a cluster's unique id, as rax.carina.cluster_lock makes it
 KEEP_RUNS = 10  # run folders (artifacts) kept per cluster; their events stay in the store
+RUN_TIMEOUT = 3600  # seconds a run may take unless its caller says otherwise (create: a Magnum create_timeout)
 # The inventory groups a provider whose hosts exist already (static) reads, by what they hold; the
 # playbooks read the same defaults (carina_masters_group, carina_workers_group, carina_lb_group).
 STATIC_GROUPS = {"master": "masters", "worker": "workers", "lb": "lb"}
@@ -184,7 +185,7 @@ class Client:
                coe_options: dict | None = None, allow_public_subnet: bool = False, cluster_id: str = "",
                project: str = "", extra: dict | None = None, run_env: dict | None = None,
                image: str = "", ca_import: dict | None = None,
-               authorized_keys: list[str] | None = None) -> tuple[Cluster, Run]:
+               authorized_keys: list[str] | None = None, timeout: int | None = None) -> tuple[Cluster, Run]:
         """Record the cluster CREATE_IN_PROGRESS and start its create run; counts left out come from the contract.
 
         The spec is judged by the collection's planning rules first: a refused spec raises CarinaError
@@ -199,8 +200,12 @@ class Client:
         (the service's per-cluster OS_CLIENT_CONFIG_FILE: the cluster's own delegated cloud credentials).
         `ca_import` ({cert, key}: paths) is a cluster CA made elsewhere (a Magnum driver's: Magnum's own CA of the
         cluster), used instead of one made here and kept by every later run. `authorized_keys` are the users' SSH
-        public keys every host lets in (recorded: later runs keep them).
+        public keys every host lets in (recorded: later runs keep them). `timeout` is how many seconds the create
+        run may take (RUN_TIMEOUT when left out; a Magnum create_timeout): a run still going then is stopped and the
+        cluster is CREATE_FAILED, saying so.
         """
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1):
+            raise CarinaError(f"timeout {timeout!r}: seconds, a whole number of 1 or more")
         coe = coe or coes.default()
         openstack = {k: v for k, v in (openstack or {}).items() if v not in (None, "")}
         if openstack and provider != "openstack":
@@ -250,7 +255,7 @@ class Client:
                               options=options, coe_options=given, uuid=cluster_id, project=project,
                               extra=(existing.extra if existing else {}) | (extra or {}),
                               created_at=existing.created_at if existing else time.time())
-            run = self._new_run(cluster, "create", "rax.carina.create", extravars)
+            run = self._new_run(cluster, "create", "rax.carina.create", extravars, timeout=timeout)
             cluster.current_run = run.id
             self.store.put_cluster(db, cluster)
             self.store.add_run(db, run)
@@ -547,7 +552,8 @@ class Client:
                                f"or `carina cancel {cluster.current_run}`")
         return cluster
 
-    def _new_run(self, cluster: Cluster, action: str, playbook: str, extravars: dict) -> Run:
+    def _new_run(self, cluster: Cluster, action: str, playbook: str, extravars: dict,
+                 timeout: int | None = None) -> Run:
         run_id = uuid.uuid4().hex[:12]
         data_dir = paths.runs_dir(self.home) / run_id
         extravars = dict(extravars, carina_home=str(self.home))
@@ -568,7 +574,8 @@ class Client:
         # The worker inherits the caller's environment (the provider's engine or cloud settings);
         # envvars only adds carina's Ansible settings, and the cluster's own (run_env).
         envvars.update(cluster.options.get("run_env") or {})
-        params = {"playbook": playbook, "extravars": extravars, "envvars": envvars, "timeout": 3600}
+        params = {"playbook": playbook, "extravars": extravars, "envvars": envvars,
+                  "timeout": timeout or RUN_TIMEOUT}
         if cluster.options.get("inventory"):
             params["inventory"] = [cluster.options["inventory"]]  # after the run's own (localhost)
         return Run(id=run_id, cluster=cluster.name, action=action, status="pending", params=json.dumps(params),

@@ -137,7 +137,7 @@ def main(argv: list[str]) -> int:
         elif status == "canceled":
             reason = f"canceled (run {run_id})"
         elif status == "timeout":
-            reason = f"timed out after {params.get('timeout', 3600)}s (run {run_id})"
+            reason = f"timed out: not done within {params.get('timeout', 3600)} s, stopped (run {run_id})"
         else:
             reason = recorder.reason() or f"ansible-playbook ended with rc={rc}; see `carina logs {run_id}`"
     except Exception as exc:  # the run must end with a status whatever happened

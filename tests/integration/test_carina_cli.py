@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from carina import api
 from tests.helpers import left_behind, owned_objects
 
 SUBNET = "198.18.241.0/24"
 # The clusters this module makes (conftest checks that nothing of theirs is left).
-CLUSTERS = ("c1", "cfail", "crefused", "ckill", "crace", "ccancel", "cpty", "ck8s")
+CLUSTERS = ("c1", "cfail", "crefused", "ckill", "crace", "ccancel", "ctimeout", "cpty", "ck8s")
 
 
 def carina(home: Path, *args: str, timeout: int = 900, check: bool = False) -> subprocess.CompletedProcess:
@@ -53,7 +54,7 @@ def shell(home: Path, script: str) -> subprocess.CompletedProcess:
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("carina-cli")
     yield home
-    names = ("c1", "cfail", "ckill", "crace", "ccancel", "cpty", "ck8s")
+    names = ("c1", "cfail", "ckill", "crace", "ccancel", "ctimeout", "cpty", "ck8s")
     for name in names:
         if carina(home, "get", name).returncode == 0:
             carina(home, "rm", name, "--wait")
@@ -251,6 +252,23 @@ def test_cancel_stops_the_run_and_leaves_no_process(home):
     leftovers = subprocess.run(["pgrep", "-af", run["id"]], capture_output=True, text=True, check=False).stdout
     assert leftovers.strip() == "", leftovers
     assert carina(home, "rm", "ccancel", "--wait").returncode == 0
+
+
+def test_a_create_past_its_timeout_is_stopped_and_failed(home, monkeypatch):
+    """The Python API's create timeout (a Magnum create_timeout): the run is stopped, the cluster says why."""
+    monkeypatch.setenv("CARINA_HOME", str(home))
+    client = api.Client(home)
+    _cluster, run = client.create("ctimeout", nodes=0, subnet="198.18.246.0/24", timeout=3)
+    ended = client.wait(run.id, timeout=120)
+    assert ended.status == "timeout", ended
+    data = get(home, "ctimeout")
+    assert data["status"] == "CREATE_FAILED"
+    assert data["status_reason"] == f"timed out: not done within 3 s, stopped (run {run.id})"
+    time.sleep(1)
+    leftovers = subprocess.run(["pgrep", "-af", run.id], capture_output=True, text=True, check=False).stdout
+    assert leftovers.strip() == "", leftovers
+    assert carina(home, "rm", "ctimeout", "--wait").returncode == 0
+    assert owned_objects("ctimeout") == {"containers": [], "volumes": [], "networks": []}
 
 
 def test_wait_on_a_terminal_shows_a_bar_and_ctrl_c_detaches(home):

@@ -83,6 +83,18 @@ def test_create_records_in_progress_and_refuses_a_second(client):
         client.create("c1")
 
 
+def test_a_create_runs_within_its_timeout(client):
+    """A create's run may take RUN_TIMEOUT seconds, or what the caller says (Magnum's create_timeout)."""
+    _cluster, run = client.create("c1")
+    assert json.loads(client.store.get_run(run.id).params)["timeout"] == api.RUN_TIMEOUT == 3600
+    _cluster, run = client.create("c2", timeout=300)
+    assert json.loads(client.store.get_run(run.id).params)["timeout"] == 300
+    for bad in (0, -5, 2.5, True, "60"):
+        with pytest.raises(api.CarinaError, match=r"timeout .*: seconds, a whole number of 1 or more"):
+            client.create("c3", timeout=bad)
+    assert client.store.get_cluster("c3") is None
+
+
 def test_a_cluster_has_one_id_from_its_create_on(client):
     """The id is chosen when the create is accepted, passed to the playbook (which keeps it in the state
     folder and on every host), kept by a retry, named by the delete, and finds the cluster."""

@@ -106,7 +106,8 @@ class Driver(driver.Driver):
             client.create(name, cluster_id=cluster_id, project=cluster.project_id, ca_import=ca,
                           authorized_keys=self._user_keys(context, cluster),
                           run_env={"OS_CLIENT_CONFIG_FILE": str(folder / "clouds.yaml")},
-                          extra={"magnum_uuid": cluster.uuid, "timeout_minutes": cluster_create_timeout}, **request)
+                          extra={"magnum_uuid": cluster.uuid, "timeout_minutes": cluster_create_timeout},
+                          timeout=int(cluster_create_timeout) * 60 if cluster_create_timeout else None, **request)
         except Exception:
             self._forget(cluster)
             raise

@@ -538,7 +538,7 @@ class MagnumAPI:
                  "discovery_url": body.get("discovery_url"), "user_id": who.user_id or None, **fields}
         self.create_delegated(who, internal, cluster_id, coe=coe, masters=counts["master_count"],
                               nodes=counts["node_count"], provider=provider, openstack=openstack,
-                              coe_options=coe_options or None, extra=extra, image=image)
+                              coe_options=coe_options or None, extra=extra, image=image, timeout=timeout * 60)
         return Response(202, {"uuid": dashed(cluster_id)})
 
     def create_delegated(self, who: Context, name: str, cluster_id: str, *, provider: str, openstack: dict | None,
