@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -67,6 +69,34 @@ def run_module(module: str, args: dict, *, check: bool = False) -> tuple[int, di
 def docker(*args: str) -> str:
     proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, check=True)
     return proc.stdout.strip()
+
+
+_HANDED_OUT: list[ipaddress.IPv4Network] = []
+
+
+def free_subnet() -> str:
+    """A /24 of 198.18.128.0/17 that no Docker network and no route of this machine uses, and that no other
+    test of this session was given: tests never hold a fixed subnet another network may have. Handed out from
+    the top down (rax.carina.local_hosts picks its own free /24s from the bottom of 198.18.0.0/16 up)."""
+    used = list(_HANDED_OUT)
+    proc = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True, timeout=60, check=False)
+    if proc.returncode == 0 and proc.stdout.split():
+        out = subprocess.run(["docker", "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+                              *proc.stdout.split()], capture_output=True, text=True, timeout=60, check=False).stdout
+        used += [ipaddress.ip_network(net, strict=False) for net in out.split() if "." in net]
+    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True,
+                            timeout=60, check=False).stdout
+    for line in routes.splitlines():
+        with contextlib.suppress(ValueError, IndexError):
+            dest = line.split()[0] if line.split()[0] not in ("local", "broadcast", "unicast") else line.split()[1]
+            if dest != "default":
+                used.append(ipaddress.ip_network(dest, strict=False))
+    for third in range(255, 127, -1):
+        candidate = ipaddress.ip_network(f"198.18.{third}.0/24")
+        if not any(candidate.overlaps(net) for net in used):
+            _HANDED_OUT.append(candidate)
+            return str(candidate)
+    raise AssertionError("no free /24 left in 198.18.128.0/17 for a test network")
 
 
 def owned_objects(cluster: str | None = None) -> dict[str, list[str]]:

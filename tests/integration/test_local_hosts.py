@@ -7,10 +7,12 @@ import subprocess
 
 import pytest
 
-from tests.helpers import docker, owned_objects, run_module, ssh
+from tests.helpers import docker, free_subnet, owned_objects, run_module, ssh
 
 CLUSTER = "it-hosts"
-SUBNET = "198.18.201.0/24"
+SUBNET = free_subnet()
+NET = ipaddress.ip_network(SUBNET)
+FOREIGN = free_subnet()  # held by a network that is not carina's
 # The clusters this module makes (conftest checks that nothing of theirs is left).
 CLUSTERS = (CLUSTER, "Bad_Name")
 
@@ -111,11 +113,11 @@ def test_lifecycle(cluster, ssh_key):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"subnet": "198.18.201.0/33"}, "not a valid IPv4 network"),
-        ({"subnet": "198.18.201.0/30"}, "/29 or larger"),
+        ({"subnet": f"{NET.network_address}/33"}, "not a valid IPv4 network"),
+        ({"subnet": f"{NET.network_address}/30"}, "/29 or larger"),
         ({"cluster": "Bad_Name"}, "is not a valid name"),
         ({"hosts": [{"name": "dup", "role": "worker"}, {"name": "dup", "role": "worker"}]}, "repeated: dup"),
-        ({"hosts": [{"name": "it-hosts-1", "role": "worker", "address": "198.18.201.1"}]}, "other than the gateway"),
+        ({"hosts": [{"name": "it-hosts-1", "role": "worker", "address": str(NET[1])}]}, "other than the gateway"),
         ({"image": "carina-host:missing"}, "build it with `make images`"),
         ({"public_key": ""}, "public_key or ssh_key is required"),
     ],
@@ -130,10 +132,11 @@ def test_bad_input_fails_before_anything_exists(cluster, ssh_key, change, messag
 
 def test_subnet_in_use_and_name_taken(cluster, ssh_key):
     """A subnet another network uses, or a container name taken, fail before anything is made."""
-    docker("network", "create", "--subnet", "198.18.202.0/24", "it-foreign-net")
+    docker("network", "create", "--subnet", FOREIGN, "it-foreign-net")
     docker("create", "--name", f"{CLUSTER}-taken", "carina-host:bookworm")
     try:
-        rc, res = run_module("rax.carina.local_hosts", hosts_args(ssh_key, [f"{CLUSTER}-1"], subnet="198.18.202.0/25"))
+        overlapping = FOREIGN.replace("/24", "/25")
+        rc, res = run_module("rax.carina.local_hosts", hosts_args(ssh_key, [f"{CLUSTER}-1"], subnet=overlapping))
         assert rc != 0 and "already in use by Docker network it-foreign-net" in res["msg"]
         rc, res = run_module("rax.carina.local_hosts", hosts_args(ssh_key, [f"{CLUSTER}-taken"]))
         assert rc != 0 and "already exists and is not part of cluster" in res["msg"]
