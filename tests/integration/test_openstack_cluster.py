@@ -163,6 +163,10 @@ def test_nova_cluster_lifecycle(cloud, home):
     assert proc.returncode == 0, proc.stdout[-5000:]
     assert owned(conn, "os-vm")["servers"] == ["os-vm-manager-1", "os-vm-worker-1"]
     assert len(lb_members(conn, "os-vm")) == 1
+    # The host keys of the removed servers are forgotten with them: one file per server left (NAME-ID).
+    servers = {s.name: s.id for s in conn.compute.servers() if s.name in ("os-vm-manager-1", "os-vm-worker-1")}
+    host_keys = sorted(p.name for p in (home / "clusters" / "os-vm" / "ssh" / "known_hosts.d").iterdir())
+    assert host_keys == sorted(f"{name}-{server_id}" for name, server_id in servers.items()), host_keys
     nodes = docker_when_ready(home, "os-vm", "node", "ls", "--format", "{{.Hostname}} {{.Status}}").splitlines()
     assert sorted(nodes) == ["os-vm-manager-1 Ready", "os-vm-worker-1 Ready"]
 
