@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, docker, env, owned_objects, wait_until
+from tests.helpers import ROOT, docker, env, free_subnet, owned_objects, wait_until
 
 NAME = "it-own"
-SUBNET = "198.18.231.0/24"
+SUBNET = free_subnet()
 OTHER = "it-own-x"  # never has hosts: only its state folder is used
 CLUSTERS = (NAME, OTHER)
 
