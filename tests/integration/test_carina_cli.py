@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import pty
@@ -17,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from carina import api
-from tests.helpers import left_behind, owned_objects
+from tests.helpers import free_subnet, left_behind, owned_objects
 
-SUBNET = "198.18.241.0/24"
+SUBNET = free_subnet()
 # The clusters this module makes (conftest checks that nothing of theirs is left).
 CLUSTERS = ("c1", "cfail", "crefused", "ckill", "crace", "ccancel", "ctimeout", "cpty", "ck8s")
 
@@ -86,7 +87,7 @@ def test_create_is_asynchronous_and_completes(home, c1):
     ls = carina(home, "ls")
     row = rf"^c1\s+swarm\s+3\s+1\s+CREATE_COMPLETE\s+{re.escape(c1['api_url'])}$"
     assert re.search(row, ls.stdout, re.M), ls.stdout
-    assert c1["endpoint"].startswith("198.18.241.")
+    assert ipaddress.ip_address(c1["endpoint"]) in ipaddress.ip_network(SUBNET), c1
     text = carina(home, "get", "c1").stdout
     assert re.search(rf"^api_url:\s+{re.escape(c1['api_url'])}$", text, re.M), text
 
@@ -182,7 +183,7 @@ def test_spec_refused_up_front_records_nothing(home):
 
 def test_failed_create_names_the_task_and_rm_cleans_it(home):
     # A subnet an existing Docker network uses: only the provider's check inside the playbook can see it.
-    subnet = "198.18.242.0/24"
+    subnet = free_subnet()
     foreign = "it-cli-foreign"
     subprocess.run(["docker", "network", "create", "--subnet", subnet, "--label", "carina.test=cfail", foreign],
                    capture_output=True, text=True, timeout=60, check=True)
@@ -206,7 +207,7 @@ def test_failed_create_names_the_task_and_rm_cleans_it(home):
 
 
 def test_two_concurrent_creates_yield_one_cluster(home):
-    procs = [subprocess.Popen(["carina", "create", "crace", "--nodes", "0", "--subnet", "198.18.243.0/24"],
+    procs = [subprocess.Popen(["carina", "create", "crace", "--nodes", "0", "--subnet", free_subnet()],
                               env=os.environ | {"CARINA_HOME": str(home)}, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=60) for p in procs]
@@ -221,7 +222,7 @@ def test_two_concurrent_creates_yield_one_cluster(home):
 
 
 def test_a_killed_worker_is_detected(home):
-    proc = carina(home, "create", "ckill", "--nodes", "0", "--subnet", "198.18.244.0/24", "-o", "json")
+    proc = carina(home, "create", "ckill", "--nodes", "0", "--subnet", free_subnet(), "-o", "json")
     assert proc.returncode == 0, proc.stderr
     run = json.loads(proc.stdout)["run"]
     time.sleep(3)
@@ -240,7 +241,7 @@ def test_a_killed_worker_is_detected(home):
 
 
 def test_cancel_stops_the_run_and_leaves_no_process(home):
-    proc = carina(home, "create", "ccancel", "--nodes", "0", "--subnet", "198.18.245.0/24", "-o", "json")
+    proc = carina(home, "create", "ccancel", "--nodes", "0", "--subnet", free_subnet(), "-o", "json")
     run = json.loads(proc.stdout)["run"]
     time.sleep(4)
     proc = carina(home, "cancel", run["id"])
@@ -258,7 +259,7 @@ def test_a_create_past_its_timeout_is_stopped_and_failed(home, monkeypatch):
     """The Python API's create timeout (a Magnum create_timeout): the run is stopped, the cluster says why."""
     monkeypatch.setenv("CARINA_HOME", str(home))
     client = api.Client(home)
-    _cluster, run = client.create("ctimeout", nodes=0, subnet="198.18.246.0/24", timeout=3)
+    _cluster, run = client.create("ctimeout", nodes=0, subnet=free_subnet(), timeout=3)
     ended = client.wait(run.id, timeout=120)
     assert ended.status == "timeout", ended
     data = get(home, "ctimeout")
@@ -279,7 +280,7 @@ def test_wait_on_a_terminal_shows_a_bar_and_ctrl_c_detaches(home):
     foreground = ("import fcntl, os, signal, sys, termios; signal.signal(signal.SIGINT, signal.SIG_DFL); "
                   "fcntl.ioctl(0, termios.TIOCSCTTY, 0); os.execvp(sys.argv[1], sys.argv[1:])")
     proc = subprocess.Popen([sys.executable, "-c", foreground, "carina", "create", "cpty", "--nodes", "0",
-                             "--subnet", "198.18.246.0/24", "--wait"],
+                             "--subnet", free_subnet(), "--wait"],
                             env=os.environ | {"CARINA_HOME": str(home)}, stdin=secondary, stdout=secondary,
                             stderr=secondary, start_new_session=True)
     os.close(secondary)
