@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ROOT, docker, env, owned_objects, recap_changed, run_module, wait_until
+from tests.helpers import ROOT, docker, env, free_subnet, owned_objects, recap_changed, run_module, wait_until
 
 NAME = "it-swarm"
-SUBNET = "198.18.220.0/24"
+SUBNET = free_subnet()
+FOREIGN = free_subnet()  # held by a network that is not carina's
 # The clusters this module makes (conftest checks that nothing of theirs is left).
 CLUSTERS = (NAME, "Bad_Name")
 CONTRACT = ROOT / "collections/ansible_collections/rax/carina/roles/coe_swarm/meta/contract.yml"
@@ -107,7 +108,7 @@ def test_even_managers_fail_before_anything_exists(tmp_path):
         (["-e", "carina_nodes=-1"], "nodes=-1: the number of workers must be from 0 to 250"),
         (["-e", "carina_name=Bad_Name"], "name 'Bad_Name': use 1 to 40 lower-case letters"),
         (["-e", "carina_coe=mesos"], "coe 'mesos' is not supported; choose one of: kubernetes, swarm"),
-        (["-e", "carina_subnet=198.18.220.0/30"], "has room for 1 hosts, the cluster needs 3"),
+        (["-e", f"carina_subnet={SUBNET.replace('/24', '/30')}"], "has room for 1 hosts, the cluster needs 3"),
         (["-e", "carina_subnet=not-a-subnet"], "is not an IPv4 network in CIDR form"),
     ],
 )
@@ -122,11 +123,11 @@ def test_bad_specs_fail_before_anything_exists(tmp_path, extra, message):
 
 
 def test_subnet_in_use_or_name_taken_fail_before_anything_exists(tmp_path):
-    docker("network", "create", "--subnet", "198.18.221.0/24", "it-swarm-foreign")
+    docker("network", "create", "--subnet", FOREIGN, "it-swarm-foreign")
     try:
-        proc = playbook("create", tmp_path, "-e", "carina_subnet=198.18.221.0/24")
+        proc = playbook("create", tmp_path, "-e", f"carina_subnet={FOREIGN}")
         assert proc.returncode != 0
-        assert "subnet 198.18.221.0/24 is already in use by Docker network it-swarm-foreign" in proc.stdout
+        assert f"subnet {FOREIGN} is already in use by Docker network it-swarm-foreign" in proc.stdout
     finally:
         docker("network", "rm", "it-swarm-foreign")
     docker("create", "--name", f"{NAME}-manager-1", "carina-host:bookworm")
