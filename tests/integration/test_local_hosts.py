@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -14,7 +15,8 @@ SUBNET = free_subnet()
 NET = ipaddress.ip_network(SUBNET)
 FOREIGN = free_subnet()  # held by a network that is not carina's
 # The clusters this module makes (conftest checks that nothing of theirs is left).
-CLUSTERS = (CLUSTER, "Bad_Name")
+RACERS = tuple(f"{CLUSTER}-race{i}" for i in range(3))
+CLUSTERS = (CLUSTER, "Bad_Name", *RACERS)
 
 
 @pytest.fixture
@@ -191,3 +193,21 @@ def test_ssh_key_pair_made_kept_and_checked(cluster, tmp_path):
     other.chmod(0o600)
     rc, res = run_module("rax.carina.local_hosts", args | {"ssh_key": str(other)})
     assert rc != 0 and "not an unencrypted OpenSSH private key" in res["msg"], res
+
+
+def test_concurrent_creates_each_get_a_free_subnet(ssh_key):
+    """Creates on one engine at the same time, none naming a subnet: each picks the lowest free /24, and the
+    ones that lose the race to the engine pick again instead of failing."""
+    def create(name):
+        return run_module("rax.carina.local_hosts", {
+            "cluster": name, "image": "carina-host:bookworm", "public_key": ssh_key.with_suffix(".pub").read_text(),
+            "hosts": [{"name": f"{name}-1", "role": "worker", "engine_volume": False}]})
+    try:
+        with ThreadPoolExecutor(len(RACERS)) as pool:
+            results = list(pool.map(create, RACERS))
+        assert all(rc == 0 for rc, _res in results), [res.get("msg") for _rc, res in results]
+        subnets = [res["network"]["subnet"] for _rc, res in results]
+        assert len(set(subnets)) == len(RACERS), subnets
+    finally:
+        for name in RACERS:
+            run_module("rax.carina.local_hosts", {"cluster": name, "state": "absent"})

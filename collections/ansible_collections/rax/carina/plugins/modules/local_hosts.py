@@ -525,12 +525,21 @@ class LocalHosts:
             if self.module.check_mode:
                 gw = str(next(ipaddress.ip_network(subnet).hosts()))
                 return {"name": self.network_name, "subnet": subnet, "gateway": gw}
-            gw = str(next(ipaddress.ip_network(subnet).hosts()))
-            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet, gateway=gw)])
-            self.api.create_network(
-                self.network_name, driver="bridge", ipam=ipam, check_duplicate=True,
-                labels=self.labels(**{LABEL_KIND: "network"}),
-            )
+            for attempt in range(8):
+                gw = str(next(ipaddress.ip_network(subnet).hosts()))
+                ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet, gateway=gw)])
+                try:
+                    self.api.create_network(
+                        self.network_name, driver="bridge", ipam=ipam, check_duplicate=True,
+                        labels=self.labels(**{LABEL_KIND: "network"}),
+                    )
+                    break
+                except APIError as exc:
+                    # A /24 this module picked (no subnet given) may have been taken meanwhile by another
+                    # create on the same engine: the engine refuses overlapping pools; pick again.
+                    if self.params["subnet"] or "overlap" not in str(exc).lower() or attempt == 7:
+                        raise
+                    subnet = self.free_subnet(self.used_subnets())
             net = self.network()
         have, gw = self.network_subnet(net)
         return {"name": self.network_name, "subnet": have, "gateway": gw}
