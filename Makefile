@@ -7,6 +7,10 @@ SHELL := /bin/bash
 VENV        := .venv
 BIN         := $(CURDIR)/$(VENV)/bin
 COLLECTION  := collections/ansible_collections/rax/carina
+# pytest-xdist workers for make test/integration: test modules run side by side, each whole on one worker
+# (see conftest.py); the test machines have 2 CPUs and the tests leave about half of them idle.
+TEST_WORKERS ?= 2
+PYTEST_SPREAD = -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 # Every recipe sees the venv first on PATH and the engine that engine.sh found or started.
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -52,10 +56,16 @@ unit: venv ## fast tests: no engine needed
 	pytest -q tests/unit $(COLLECTION)/tests/unit
 
 integration: setup browser ## tests on real host containers
-	@$(ENGINE) pytest -q -m integration tests/integration testcloud
+	@$(ENGINE) pytest -q $(PYTEST_SPREAD) -m integration tests/integration testcloud
 
-test: setup browser lint ## all gates, then every test (pytest's summary comes last)
-	@$(ENGINE) pytest --durations=30 tests testcloud $(COLLECTION)/tests/unit
+test: setup browser seed ## every test, with every gate (make lint) run beside them; fails if either fails
+	@$(ENGINE) mkdir -p .cache; \
+	$(MAKE) --no-print-directory lint > .cache/lint.log 2>&1 & gates=$$!; \
+	rc=0; pytest $(PYTEST_SPREAD) --durations=30 tests testcloud $(COLLECTION)/tests/unit || rc=$$?; \
+	echo "== make lint (run beside the tests) =="; \
+	if wait $$gates; then cat .cache/lint.log; echo "== lint: clean =="; \
+	else cat .cache/lint.log; echo "== lint: FAILED (above) =="; rc=1; fi; \
+	exit $$rc
 
 bench: setup ## print the benchmark figures
 	@$(ENGINE) python scripts/bench.py

@@ -77,7 +77,9 @@ _HANDED_OUT: list[ipaddress.IPv4Network] = []
 def free_subnet() -> str:
     """A /24 of 198.18.128.0/17 that no Docker network and no route of this machine uses, and that no other
     test of this session was given: tests never hold a fixed subnet another network may have. Handed out from
-    the top down (rax.carina.local_hosts picks its own free /24s from the bottom of 198.18.0.0/16 up)."""
+    the top down (rax.carina.local_hosts picks its own free /24s from the bottom of 198.18.0.0/16 up). Under
+    pytest-xdist each worker takes every n-th /24 of its own, so that two workers never pick the same one
+    before either has made its network."""
     used = list(_HANDED_OUT)
     proc = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True, timeout=60, check=False)
     if proc.returncode == 0 and proc.stdout.split():
@@ -91,7 +93,9 @@ def free_subnet() -> str:
             dest = line.split()[0] if line.split()[0] not in ("local", "broadcast", "unicast") else line.split()[1]
             if dest != "default":
                 used.append(ipaddress.ip_network(dest, strict=False))
-    for third in range(255, 127, -1):
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    for third in range(255 - worker, 127, -workers):
         candidate = ipaddress.ip_network(f"198.18.{third}.0/24")
         if not any(candidate.overlaps(net) for net in used):
             _HANDED_OUT.append(candidate)

@@ -19,21 +19,6 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
-def declared_clusters(items) -> tuple[set[str], bool]:
-    """The clusters (carina.cluster labels) the session's integration modules say they make, from each
-    module's CLUSTERS, and whether every module declares them (if one does not, every labelled object
-    that appears is checked at the end; a repository test requires the declaration)."""
-    names: set[str] = set()
-    complete = True
-    for module in {item.module for item in items if "tests/integration/" in str(item.fspath)}:
-        declared = getattr(module, "CLUSTERS", None)
-        if declared is None:
-            complete = False
-        else:
-            names.update(declared)
-    return names, complete
-
-
 def remove_leftovers(clusters: set[str]) -> None:
     """Objects of the test clusters that an earlier, killed test session left: removed by name, with a
     line saying so, so that no test adopts or trips over them."""
@@ -49,28 +34,29 @@ def remove_leftovers(clusters: set[str]) -> None:
             subprocess.run(["docker", *command, *stale[kind]], check=True, capture_output=True, timeout=300)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def engine(request):
-    """The Docker engine must answer (make test starts one); nothing of ours may be left at the end.
-
-    "Ours" is every carina-labelled object that was not there before, or, when every module of the
-    session declares its clusters (CLUSTERS), those of the declared clusters: the engine may be shared
-    with someone else's clusters coming and going meanwhile.
-    """
+@pytest.fixture(scope="session")
+def engine():
+    """The Docker engine must answer (make test starts one)."""
     if not shutil.which("docker") or not os.environ.get("DOCKER_HOST"):
         pytest.fail("no Docker engine: run the tests through `make test` (it starts one) or set DOCKER_HOST")
     subprocess.run(["docker", "version"], check=True, capture_output=True, timeout=30)
-    declared, complete = declared_clusters(request.session.items)
-    if declared:
-        remove_leftovers(declared)
-    ours = declared if complete else None
-    before = owned_by_cluster()
-    yield os.environ["DOCKER_HOST"]
-    after = owned_by_cluster()
-    leftovers = {kind: sorted(name for name, cluster in after[kind].items()
-                              if name not in before[kind] and (ours is None or cluster in ours))
-                 for kind in after}
-    assert not any(leftovers.values()), f"tests left objects behind: {leftovers}"
+    return os.environ["DOCKER_HOST"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def leaves_nothing(request, engine):
+    """Each module says which clusters (carina.cluster labels) it makes, in CLUSTERS. Before its first test,
+    what a killed session left of them is removed; after its last, nothing of them may be left. The engine
+    may be shared with other clusters coming and going meanwhile (another worker's modules, someone else's):
+    only the module's own are looked at."""
+    clusters = getattr(request.module, "CLUSTERS", None)
+    if clusters is None:
+        pytest.fail(f"{request.module.__name__} must say which clusters it makes (CLUSTERS = (...))")
+    remove_leftovers(set(clusters))
+    yield
+    left = {kind: sorted(name for name, cluster in objects.items() if cluster in clusters)
+            for kind, objects in owned_by_cluster().items()}
+    assert not any(left.values()), f"{request.module.__name__} left objects behind: {left}"
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ NAME = "it-swarm"
 SUBNET = free_subnet()
 FOREIGN = free_subnet()  # held by a network that is not carina's
 # The clusters this module makes (conftest checks that nothing of theirs is left).
-CLUSTERS = (NAME, "Bad_Name")
+CLUSTERS = (NAME, "Bad_Swarm")
 CONTRACT = ROOT / "collections/ansible_collections/rax/carina/roles/coe_swarm/meta/contract.yml"
 
 
@@ -106,7 +106,7 @@ def test_even_managers_fail_before_anything_exists(tmp_path):
         (["-e", "carina_masters=0"], "masters=0: the number of managers must be odd"),
         (["-e", "carina_masters=9"], "from 1 to 7"),
         (["-e", "carina_nodes=-1"], "nodes=-1: the number of workers must be from 0 to 250"),
-        (["-e", "carina_name=Bad_Name"], "name 'Bad_Name': use 1 to 40 lower-case letters"),
+        (["-e", "carina_name=Bad_Swarm"], "name 'Bad_Swarm': use 1 to 40 lower-case letters"),
         (["-e", "carina_coe=mesos"], "coe 'mesos' is not supported; choose one of: kubernetes, swarm"),
         (["-e", f"carina_subnet={SUBNET.replace('/24', '/30')}"], "has room for 1 hosts, the cluster needs 3"),
         (["-e", "carina_subnet=not-a-subnet"], "is not an IPv4 network in CIDR form"),
@@ -118,7 +118,7 @@ def test_bad_specs_fail_before_anything_exists(tmp_path, extra, message):
     assert proc.returncode != 0
     assert message in proc.stdout, proc.stdout[-3000:]
     assert owned_objects(NAME) == {"containers": [], "volumes": [], "networks": []}
-    assert owned_objects("Bad_Name") == {"containers": [], "volumes": [], "networks": []}
+    assert owned_objects("Bad_Swarm") == {"containers": [], "volumes": [], "networks": []}
     assert not (tmp_path / "clusters").exists()
 
 

@@ -938,8 +938,11 @@ def test_a_subnet_that_is_public_or_routed_is_refused_before_anything_is_recorde
 def test_ssh_control_sockets_fit_a_unix_socket_path_under_a_deep_home(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    short = paths.control_path_dir(tmp_path / "r")
-    assert short == tmp_path / "r" / "cp"
+    near = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # tmp_path itself may be too deep (pytest-xdist)
+    try:
+        assert paths.control_path_dir(near) == near / "cp"
+    finally:
+        near.rmdir()
     deep = tmp_path / ("d" * 80) / "runs" / "0123456789ab"
     chosen = paths.control_path_dir(deep)
     assert chosen == tmp_path / "tmp" / f"carina-{os.getuid()}" / "cp"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import os
 import re
@@ -49,11 +50,18 @@ def test_no_sanity_ignore_files():
 
 
 def test_every_integration_module_declares_its_clusters():
-    """conftest removes what a killed session left of the declared clusters before any test runs, and
-    checks exactly those at the end: a module without CLUSTERS would let leftovers trip the next run."""
+    """conftest removes what a killed session left of a module's declared clusters before its first test,
+    and checks exactly those after its last: a module without CLUSTERS would let leftovers trip the next run.
+    Modules run side by side (make test's workers), so no two may name the same cluster."""
     missing = [p.name for p in sorted((ROOT / "tests/integration").glob("test_*.py"))
                if not re.search(r"(?m)^CLUSTERS = ", p.read_text())]
     assert not missing, f"integration modules without CLUSTERS: {missing}"
+    owners: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests/integration").glob("test_*.py")):
+        module = importlib.import_module(f"tests.integration.{path.stem}")
+        for cluster in module.CLUSTERS:
+            owners.setdefault(cluster, []).append(path.stem)
+    assert not {c: m for c, m in owners.items() if len(m) > 1}, "clusters named by more than one module"
 
 
 def test_ci_runs_make_test_only():

@@ -1,0 +1,54 @@
+"""How `make test` spreads the test modules over its pytest-xdist workers.
+
+- Each integration module is one group, run whole by one worker: its module fixtures make the clusters
+  its tests share, and its teardown checks that nothing of them is left.
+- The modules on the test cloud (one per session: the first of them starts it) form one group with
+  testcloud's own tests, whose emulator hands out the same subnets as the test cloud's.
+- The unit tests are one group.
+- Groups are handed out heaviest first (in collection order, which `make test` keeps with
+  `--no-loadscope-reorder`), so that no long one starts last. The weights are the minutes each group
+  took in one serial run on a 2-CPU machine (2026-12-07 CI, 84 min of tests in all).
+
+Without `-n` (a plain `pytest`), only the order applies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+ON_THE_TEST_CLOUD = frozenset({"test_magnum_driver", "test_openstack_cluster", "test_service_keystone"})
+WEIGHTS = {
+    "testcloud": 24, "test_kubernetes_cluster": 12.5, "test_carina_cli": 7.7, "test_static_cluster": 7.5,
+    "test_repair": 7, "test_molecule": 5, "test_swarm_cluster": 4.6, "test_ownership": 3.7,
+    "test_service_role": 3.1, "test_service": 3, "test_local_hosts": 2, "test_awx_jobs": 1.5, "unit": 1.5,
+    "test_galaxy_install": 1, "test_panel": 1,
+}
+
+
+def group_of(path: str) -> str:
+    """The group of a test file, given by its path relative to the repository."""
+    parts = Path(path).parts
+    if parts[0] == "testcloud":
+        return "testcloud"
+    if "integration" in parts:
+        stem = Path(path).stem
+        return "testcloud" if stem in ON_THE_TEST_CLOUD else stem
+    return "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: -WEIGHTS.get(group_of(item.nodeid.split("::", maxsplit=1)[0]), 0.5))  # stable
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Load scheduling whose unit of work is a group, not a test."""
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 (only when pytest-xdist runs)
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid.split("::", maxsplit=1)[0])
+
+    return ByGroup(config, log)
