@@ -129,6 +129,23 @@ def test_action_groups_hold_only_modules_with_the_groups_options():
         assert takes_cloud == (path.stem in members), f"{path.stem}: OpenStack options {takes_cloud}"
 
 
+def test_no_plugin_is_newer_than_the_collection():
+    """`version_added` names the release that brings a plugin or option: none may be later than the version
+    galaxy.yml gives the collection (nothing is released yet, so every one is that first release)."""
+    collection = ROOT / "collections" / "ansible_collections" / "rax" / "carina"
+    version = yaml.safe_load((collection / "galaxy.yml").read_text())["version"]
+
+    def key(text):
+        return tuple(int(part) for part in text.split("."))
+
+    later = {}
+    for path in sorted((collection / "plugins").rglob("*.py")):
+        for added in re.findall(r"version_added: ['\"]?([0-9.]+)", path.read_text()):
+            if key(added) > key(version):
+                later.setdefault(path.name, []).append(added)
+    assert not later, f"version_added later than galaxy.yml's {version}: {later}"
+
+
 def test_one_license_everywhere_with_its_text():
     collection = ROOT / "collections" / "ansible_collections" / "rax" / "carina"
     galaxy = yaml.safe_load((collection / "galaxy.yml").read_text())

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 name: coe_contracts
 short_description: The contracts of the collection's COE drivers
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - rax.carina developers (@rax-carina)
 description:

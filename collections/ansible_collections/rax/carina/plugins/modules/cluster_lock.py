@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: cluster_lock
 short_description: Take a cluster's lock for one run, and give the cluster its unique id
-version_added: 0.6.0
+version_added: 0.1.0
 description:
   - One lock per cluster, the file C(<state_dir>/lock), shared by every run that changes the cluster -
     plain C(ansible-playbook), the carina command and its Python API (which run the same playbooks)

@@ -131,7 +131,7 @@ options:
         type: str
         choices: [server, peer]
         default: server
-        version_added: 0.2.0
+        version_added: 0.1.0
   clients:
     description:
       - Client certificates. Their extended key usage is clientAuth only; they carry no SANs.
@@ -165,7 +165,7 @@ options:
     type: list
     elements: dict
     default: []
-    version_added: 0.2.0
+    version_added: 0.1.0
     suboptions:
       name:
         description:
@@ -195,7 +195,7 @@ options:
         renewal window. Later runs without O(ca_import) keep it, and fail if its files are lost.
       - Applies to the CA of O(path) only, not to O(authorities).
     type: dict
-    version_added: 0.9.0
+    version_added: 0.1.0
     suboptions:
       cert:
         description: Path of the CA certificate (PEM).
@@ -214,7 +214,7 @@ options:
     type: list
     elements: dict
     default: []
-    version_added: 0.7.0
+    version_added: 0.1.0
     suboptions:
       path:
         description: Folder of this CA's PKI.
@@ -329,7 +329,7 @@ ca:
       description: Whether the CA is one made elsewhere (O(ca_import), now or in an earlier run).
       type: bool
       sample: false
-      version_added: 0.9.0
+      version_added: 0.1.0
 servers:
   description: Server certificates by name. Empty when O(state=absent).
   returned: always
@@ -396,7 +396,7 @@ keypairs:
   description: Key pairs by name. Empty when O(state=absent).
   returned: always
   type: dict
-  version_added: 0.2.0
+  version_added: 0.1.0
   sample:
     service-account:
       key: /home/me/pki/demo/keypair-service-account-key.pem
@@ -445,7 +445,7 @@ authorities:
   returned: always
   type: list
   elements: dict
-  version_added: 0.7.0
+  version_added: 0.1.0
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: cluster_record
 short_description: Write a cluster's record, the one file that says what the cluster is
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Writes C(<state_dir>/cluster.json) from the planned spec (what M(rax.carina.cluster_spec)
     returns) and what the provider made - the endpoint, the network, the hosts. The record carries
@@ -57,7 +57,7 @@ options:
       - The address clients reach each host of the cluster at, by host name (its floating IP, else its own).
       - Left out, the addresses of the record already there are kept, for the hosts it still lists.
     type: dict
-    version_added: 0.8.0
+    version_added: 0.1.0
 """
 
 EXAMPLES = r"""

@@ -172,7 +172,7 @@ options:
       - Left out, the keys of the record are kept, so that hosts a scale adds let the same users in.
     type: list
     elements: str
-    version_added: 0.9.0
+    version_added: 0.1.0
   ca_import:
     description:
       - A cluster CA made elsewhere (for example the one OpenStack Magnum keeps for the cluster), used instead
@@ -180,7 +180,7 @@ options:
       - Checked here, before anything is made (a CA certificate, unexpired, with its own unencrypted key).
       - Later runs keep the imported CA without it.
     type: dict
-    version_added: 0.9.0
+    version_added: 0.1.0
     suboptions:
       cert:
         description: Path of the CA certificate (PEM).
@@ -199,7 +199,7 @@ options:
         and changes to options the contract marks C(fixed) are refused before anything is made.
     type: dict
     default: {}
-    version_added: 0.2.0
+    version_added: 0.1.0
   home:
     description:
       - Folder that holds the state folders of all clusters.
@@ -299,11 +299,11 @@ cluster:
       description: The users' SSH public keys the hosts let in (given, else recorded).
       type: list
       elements: str
-      version_added: 0.9.0
+      version_added: 0.1.0
     ca_import:
       description: The CA to import (C(cert) and C(key) paths), checked; empty when none is given.
       type: dict
-      version_added: 0.9.0
+      version_added: 0.1.0
     ssh_key:
       description: Path of the cluster's SSH private key.
       type: str

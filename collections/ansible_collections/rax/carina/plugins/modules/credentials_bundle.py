@@ -76,7 +76,7 @@ options:
     type: list
     elements: dict
     default: []
-    version_added: 0.7.0
+    version_added: 0.1.0
     suboptions:
       name:
         description: Plain file name inside the bundle's folder.

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: host_files
 short_description: Many small files on a host in one step, each written only when it differs
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Makes the listed folders and writes the listed files (certificates, keys, configuration) in one
     module run, so that a node's whole configuration costs one round trip instead of one per file.
@@ -81,7 +81,7 @@ options:
             (a certificate its configuration names). If the check fails, neither this file nor any after it is
             written, and the task fails with the command's output. Not run in check mode.
         type: str
-        version_added: 0.7.0
+        version_added: 0.1.0
 """
 
 EXAMPLES = r"""

@@ -60,7 +60,7 @@ options:
         names the id to give.
     type: str
     default: ""
-    version_added: 0.6.0
+    version_added: 0.1.0
   role:
     description:
       - Role of these hosts (for example V(worker)). With O(state=absent), omitting it releases

@@ -50,7 +50,7 @@ options:
         (made by a release without ids); objects with an id are refused, or left alone by O(state=absent).
     type: str
     default: ""
-    version_added: 0.6.0
+    version_added: 0.1.0
   state:
     description:
       - V(present) makes the listed hosts exist and run (and removes surplus hosts when
@@ -96,7 +96,7 @@ options:
         installed on new hosts instead of O(public_key).
       - Nothing is written in check mode.
     type: path
-    version_added: 0.9.0
+    version_added: 0.1.0
   hosts:
     description:
       - The hosts the cluster should have.
@@ -130,14 +130,14 @@ options:
         type: list
         elements: str
         default: []
-        version_added: 0.2.0
+        version_added: 0.1.0
       devices:
         description:
           - Devices of the machine the host sees, read-write, for example C(/dev/kmsg) for kubelet.
         type: list
         elements: str
         default: []
-        version_added: 0.2.0
+        version_added: 0.1.0
   prune:
     description:
       - Remove host containers of the cluster (with their volumes) that are not listed in O(hosts).
@@ -159,7 +159,7 @@ options:
         under its name); entries of hosts no longer listed go.
       - Requires O(wait); nothing is written in check mode.
     type: path
-    version_added: 0.8.0
+    version_added: 0.1.0
   docker_host:
     description:
       - Docker engine to use. Defaults to the E(DOCKER_HOST) environment variable, then
@@ -265,13 +265,13 @@ known_hosts:
   returned: when O(known_hosts) is set and not in check mode
   type: str
   sample: /root/.carina/clusters/demo/known_hosts
-  version_added: 0.8.0
+  version_added: 0.1.0
 public_key:
   description: The OpenSSH public key of O(ssh_key).
   returned: when O(ssh_key) is set and the key exists (always, but in check mode before it is made)
   type: str
   sample: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI... carina-demo
-  version_added: 0.9.0
+  version_added: 0.1.0
 """
 
 import contextlib

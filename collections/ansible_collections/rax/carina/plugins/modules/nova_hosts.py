@@ -72,7 +72,7 @@ options:
         names the id to give.
     type: str
     default: ""
-    version_added: 0.6.0
+    version_added: 0.1.0
   role:
     description:
       - Role of these hosts (for example V(manager) or V(worker)).

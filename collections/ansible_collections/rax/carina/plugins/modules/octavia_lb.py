@@ -63,7 +63,7 @@ options:
         names the id to give.
     type: str
     default: ""
-    version_added: 0.6.0
+    version_added: 0.1.0
   name:
     description: Name of the load balancer. Defaults to C(carina-<cluster>).
     type: str
