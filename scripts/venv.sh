@@ -26,7 +26,9 @@ fi
 py=$(pick_python)
 [ -x "$VENV/bin/python" ] || "$py" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+# --no-compile: Python compiles what it imports on first use (into the venv); compiling every file of
+# every package up front (the ansible bundle alone has tens of thousands) is most of the install time.
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile \
   -r requirements/venv.txt -c requirements/constraints.txt
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
 echo "$want" > "$stamp"

@@ -140,7 +140,8 @@ def setup() -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     subprocess.run([python, "-m", "venv", str(VENV)], check=True)
     pip = [str(VENV / "bin" / "python"), "-m", "pip"]
-    subprocess.run([*pip, "install", "--no-input", "--quiet", "-r", str(REQUIREMENTS)], check=True)
+    # --no-compile: the services compile what they import on first use, not every file up front.
+    subprocess.run([*pip, "install", "--no-input", "--quiet", "--no-compile", "-r", str(REQUIREMENTS)], check=True)
     subprocess.run([*pip, "check"], check=True)
     STAMP.write_text(wanted + "\n")
     log(f"venv ready in {time.monotonic() - started:.0f} s")

@@ -117,7 +117,8 @@ def setup() -> None:
     log(f"building {VENV} from {python}")
     shutil.rmtree(VENV, ignore_errors=True)
     subprocess.run([python, "-m", "venv", str(VENV)], check=True)
-    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--no-input", "--quiet"]
+    # --no-compile: Magnum compiles what it imports on first use, not every file of every package up front.
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--no-input", "--quiet", "--no-compile"]
     subprocess.run([*pip, "-c", str(CONSTRAINTS), "-r", str(REQUIREMENTS)], check=True)
     # carina and the driver from this checkout; their dependencies are pinned above.
     subprocess.run([*pip, "--no-deps", "-e", str(ROOT), "-e", str(DRIVER)], check=True)
