@@ -95,6 +95,36 @@ def cloud_service(cloud, tmp_path_factory, service):
         yield running
 
 
+def settled(cloud: dict, user: str, name: str, timeout: float) -> dict:
+    """Waits, reading with openstacksdk as `user` (not by starting the openstack CLI every few seconds, each
+    costing seconds of CPU), until the cluster is no longer in progress; then `coe cluster show` as the user runs it."""
+    conn = connect(cloud, user)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            found = conn.container_infrastructure_management.find_cluster(name, ignore_missing=True)
+            if found is not None and not found.status.endswith("_IN_PROGRESS"):
+                break
+            assert time.time() < deadline, f"{name} still in progress after {timeout:.0f} s"
+            time.sleep(3)
+    finally:
+        conn.close()
+    return json.loads(coe(cloud, user, "cluster", "show", name, "-f", "json").stdout)
+
+
+def gone(cloud: dict, user: str, name: str, timeout: float) -> subprocess.CompletedProcess:
+    """Waits as `settled` does until the cluster is gone; then `coe cluster show` as the user runs it."""
+    conn = connect(cloud, user)
+    try:
+        deadline = time.time() + timeout
+        while conn.container_infrastructure_management.find_cluster(name, ignore_missing=True) is not None:
+            assert time.time() < deadline, f"{name} still there after {timeout:.0f} s"
+            time.sleep(3)
+    finally:
+        conn.close()
+    return coe(cloud, user, "cluster", "show", name, check=False)
+
+
 def coe(cloud: dict, user: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """The openstack CLI as `user`, finding the service through the catalog."""
     account = cloud["users"][user]
@@ -201,12 +231,7 @@ def test_a_project_makes_uses_and_deletes_its_cluster_and_another_cannot_touch_i
     assert connect(cloud, "demo").container_infrastructure_management.get_cluster(uuid).name == "web"
     with pytest.raises(openstack.exceptions.NotFoundException):
         connect(cloud, "alt").container_infrastructure_management.get_cluster(uuid)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        cluster = json.loads(coe(cloud, "demo", "cluster", "show", "web", "-f", "json").stdout)
-        if not cluster["status"].endswith("_IN_PROGRESS"):
-            break
-        time.sleep(3)
+    cluster = settled(cloud, "demo", "web", 600)
     assert cluster["status"] == "CREATE_COMPLETE", cluster
     assert cluster["project_id"] == cloud["users"]["demo"]["project_id"]
     denied = coe(cloud, "alt", "cluster", "config", "web", "--dir", str(tmp_path), "--output-certs",
@@ -220,13 +245,8 @@ def test_a_project_makes_uses_and_deletes_its_cluster_and_another_cannot_touch_i
     the_panel_shows_each_project_its_own(browser, artifacts, cloud, service["url"].removesuffix("/v1"))
     assert json.loads(coe(cloud, "admin", "cluster", "list", "-f", "json").stdout)[0]["uuid"] == uuid
     coe(cloud, "demo", "cluster", "delete", "web")
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        gone = coe(cloud, "demo", "cluster", "show", "web", check=False)
-        if gone.returncode != 0:
-            break
-        time.sleep(3)
-    assert "Cluster web could not be found (HTTP 404)" in gone.stderr
+    shown = gone(cloud, "demo", "web", 300)
+    assert "Cluster web could not be found (HTTP 404)" in shown.stderr
     coe(cloud, "demo", "cluster", "template", "delete", "ks-swarm")
 
 
@@ -259,12 +279,7 @@ def test_on_openstack_a_cluster_is_made_in_the_users_project_under_their_trust(c
     trusts = [t for t in admin.identity.trusts() if t.trustor_user_id == demo_user.id]
     assert [(t.trustee_user_id, t.project_id, t.is_impersonation) for t in trusts] == \
         [(carina_user.id, cloud["users"]["demo"]["project_id"], False)]
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        cluster = json.loads(coe(cloud, "demo", "cluster", "show", "os-svc", "-f", "json").stdout)
-        if not cluster["status"].endswith("_IN_PROGRESS"):
-            break
-        time.sleep(5)
+    cluster = settled(cloud, "demo", "os-svc", 900)
     assert cluster["status"] == "CREATE_COMPLETE", cluster
     servers = [s for s in admin.compute.servers(all_projects=True) if (s.metadata or {}).get("carina_cluster") ==
                "os-svc"]
@@ -282,13 +297,8 @@ def test_on_openstack_a_cluster_is_made_in_the_users_project_under_their_trust(c
     assert info.stdout.split() == ["active", "2"], info.stderr
 
     coe(cloud, "demo", "cluster", "delete", "os-svc")
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        gone = coe(cloud, "demo", "cluster", "show", "os-svc", check=False)
-        if gone.returncode != 0:
-            break
-        time.sleep(3)
-    assert "could not be found (HTTP 404)" in gone.stderr
+    shown = gone(cloud, "demo", "os-svc", 600)
+    assert "could not be found (HTTP 404)" in shown.stderr
     assert not [s for s in admin.compute.servers(all_projects=True) if (s.metadata or {}).get("carina_cluster") ==
                 "os-svc"]
     deadline = time.time() + 60  # the service deletes the trust once the delete run has ended
