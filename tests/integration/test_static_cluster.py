@@ -108,7 +108,10 @@ def untouched(machines, name: str) -> None:
     state = on(machines, name, "docker info --format '{{.Swarm.LocalNodeState}}'")
     assert state == "inactive", on(machines, name, "systemctl status docker --no-pager")
     assert on(machines, name, "ls /etc/docker/daemon.json /etc/docker/tls "
-                              "/etc/systemd/system/docker.service.d/carina.conf 2>/dev/null | wc -l") == "0"
+                              "/etc/systemd/system/docker.service.d/carina.conf /etc/docker/plugins/carina-authz.spec "
+                              "/etc/systemd/system/carina-docker-authz.socket /usr/local/libexec/carina-docker-authz "
+                              "2>/dev/null | wc -l") == "0"
+    assert on(machines, name, "systemctl is-active carina-docker-authz.socket || true") == "inactive"
 
 
 def test_swarm_on_existing_machines_with_a_load_balancer_host(machines, tmp_path):

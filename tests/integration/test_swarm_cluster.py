@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import os
 import re
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -236,6 +238,40 @@ def test_connections_without_the_right_client_cert_are_refused(cluster, tmp_path
         env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode != 0
     assert "certificate" in (proc.stderr + proc.stdout).lower() or "tls" in (proc.stderr + proc.stdout).lower()
+
+
+def test_the_health_check_certificate_may_only_ping(cluster):
+    """The load balancer's health-check certificate is of the cluster CA, yet every manager lets it make
+    nothing but the ping its check needs (carina's authorization plug-in); the admin certificate may do
+    anything, and the local socket is untouched."""
+    state = cluster["state"]
+    pki = state / "pki"
+    health = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    health.load_cert_chain(str(pki / "client-lb-health.pem"), str(pki / "client-lb-health-key.pem"))
+    admin = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    admin.load_cert_chain(str(state / "cert.pem"), str(state / "key.pem"))
+
+    def call(address: str, context: ssl.SSLContext, method: str, path: str) -> tuple[int, str]:
+        conn = http.client.HTTPSConnection(address, 2376, context=context, timeout=20)
+        try:
+            conn.request(method, path)
+            answer = conn.getresponse()
+            return answer.status, answer.read().decode()
+        finally:
+            conn.close()
+
+    managers = {name: address for name, address in record(state)["addresses"].items() if "-manager-" in name}
+    assert len(managers) == 3, managers
+    for name, address in managers.items():
+        assert call(address, health, "GET", "/_ping") == (200, "OK"), name
+        assert call(address, health, "HEAD", "/v1.41/_ping")[0] == 200, name
+        for method, path in (("GET", "/v1.41/containers/json"), ("GET", "/v1.41/info"), ("POST", "/v1.41/swarm/leave")):
+            status, body = call(address, health, method, path)
+            assert status == 403 and "may only make these calls: GET /_ping, HEAD /_ping" in body, (name, path, body)
+        assert call(address, admin, "GET", "/v1.41/containers/json")[0] == 200, name
+        assert docker("exec", name, "docker", "info", "--format", "{{.Swarm.LocalNodeState}}") == "active"
+    # The load balancer's checks pass with it: the managers serve through it.
+    assert cli(state, "info", "--format", "{{.Swarm.ControlAvailable}}").stdout.strip() == "true"
 
 
 def test_service_with_replicas_from_a_local_image(cluster):
