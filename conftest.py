@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent
 ON_THE_TEST_CLOUD = frozenset({"test_magnum_driver", "test_openstack_cluster", "test_service_keystone"})
 WEIGHTS = {
     "testcloud": 24, "test_kubernetes_cluster": 12.5, "test_carina_cli": 7.7, "test_static_cluster": 7.5,

@@ -75,8 +75,7 @@ def cli(magnum, tmp_path_factory):
 
 def sweep(name: str) -> dict[str, list[str]]:
     """Remove, as the demo user, what the cloud still holds of cluster `name` (after a failure); say what it was."""
-    config = openstack.config.OpenStackConfig(config_files=[str(CLOUD_DIR / "clouds.yaml")])
-    conn = openstack.connection.Connection(config=config.get_one(cloud="devstack"))
+    conn = demo_connection()
     left: dict[str, list[str]] = {}
     try:
         for lb in [lb for lb in conn.load_balancer.load_balancers() if lb.name == f"carina-{name}"]:
@@ -115,29 +114,34 @@ def sweep(name: str) -> dict[str, list[str]]:
     return left
 
 
-def magnum_status(name: str) -> dict | None:
+def demo_connection():
+    """openstacksdk as the demo user (clouds.yaml cloud devstack)."""
+    config = openstack.config.OpenStackConfig(config_files=[str(CLOUD_DIR / "clouds.yaml")])
+    return openstack.connection.Connection(config=config.get_one(cloud="devstack"))
+
+
+def magnum_status(conn, name: str) -> dict | None:
     """{status, status_reason} of a cluster as the demo user sees it, or None once it is gone: read in-process with
     openstacksdk, so that waiting does not start the openstack CLI every few seconds (each costs seconds of CPU)."""
-    config = openstack.config.OpenStackConfig(config_files=[str(CLOUD_DIR / "clouds.yaml")])
-    conn = openstack.connection.Connection(config=config.get_one(cloud="devstack"))
-    try:
-        found = conn.container_infrastructure_management.find_cluster(name, ignore_missing=True)
-        return None if found is None else {"status": found.status, "status_reason": found.status_reason}
-    finally:
-        conn.close()
+    found = conn.container_infrastructure_management.find_cluster(name, ignore_missing=True)
+    return None if found is None else {"status": found.status, "status_reason": found.status_reason}
 
 
 def wait_status(cli, name: str, want: str, timeout: float = 600) -> dict:
     """Waits for `want`, then returns the cluster as `openstack coe cluster show` prints it."""
     deadline = time.time() + timeout
-    while True:
-        seen = magnum_status(name)
-        assert seen is not None, f"{name} is gone while waiting for {want}"
-        if seen["status"] == want:
-            break
-        assert not seen["status"].endswith(("_COMPLETE", "_FAILED")), seen
-        assert time.time() < deadline, f"{name} still {seen['status']} after {timeout:.0f} s: {seen}"
-        time.sleep(2)
+    conn = demo_connection()
+    try:
+        while True:
+            seen = magnum_status(conn, name)
+            assert seen is not None, f"{name} is gone while waiting for {want}"
+            if seen["status"] == want:
+                break
+            assert not seen["status"].endswith(("_COMPLETE", "_FAILED")), seen
+            assert time.time() < deadline, f"{name} still {seen['status']} after {timeout:.0f} s: {seen}"
+            time.sleep(2)
+    finally:
+        conn.close()
     shown = cli("coe", "cluster", "show", name)
     assert shown["status"] == want or want.endswith("_IN_PROGRESS"), shown  # a run moves on; an end stays
     return shown
@@ -145,9 +149,13 @@ def wait_status(cli, name: str, want: str, timeout: float = 600) -> dict:
 
 def wait_gone(cli, name: str, timeout: float = 300) -> None:
     deadline = time.time() + timeout
-    while magnum_status(name) is not None:
-        assert time.time() < deadline, cli("coe", "cluster", "show", name)
-        time.sleep(2)
+    conn = demo_connection()
+    try:
+        while magnum_status(conn, name) is not None:
+            assert time.time() < deadline, cli("coe", "cluster", "show", name)
+            time.sleep(2)
+    finally:
+        conn.close()
     assert cli("coe", "cluster", "show", name, check=False, json_out=False).returncode != 0, f"{name} is still shown"
 
 
