@@ -14,6 +14,10 @@ PYTEST_SPREAD = -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 # Every recipe sees the venv first on PATH and the engine that engine.sh found or started.
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Python must keep the bytecode it compiles: the venvs are installed with --no-compile, and a process
+# that may not write __pycache__ compiles every module it imports again at every start (ansible and
+# openstacksdk: 4 s of CPU more per ansible-playbook, openstack CLI call or OpenStack module task).
+unexport PYTHONDONTWRITEBYTECODE
 ENGINE       = export DOCKER_HOST="$$(scripts/engine.sh up)";
 
 .PHONY: help setup venv engine kubernetes images seed browser demo test lint unit integration bench \

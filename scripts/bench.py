@@ -1,12 +1,15 @@
 """Benchmark of local clusters, with a bare baseline measured in the same run.
 
-Swarm (3 managers + 1 worker): create until `docker info` answers through the load balancer; a second
-run with nothing to change (and its task count); delete; issuing certificates for 100 nodes; and the
-bare baseline (the same containers and swarm with `docker swarm init/join`, no TLS, no load balancer,
-no Ansible). Kubernetes (3 masters + 1 node): create until every node is Ready (kubectl through the
-load balancer with the bundle), a second run with nothing to change, delete, and the memory of a
-master host and of a node host (their containers' cgroups, page cache left out). Then `carina serve` under
-load (scripts/bench_service.py; `python scripts/bench.py service` runs that part alone).
+Swarm (3 managers + 1 worker): create until `docker info` answers through the load balancer; a
+second run with nothing to change (and its task count); the leader's host stopped (seconds the
+swarm's API failed through the load balancer) and started again (seconds until it is Ready); delete;
+issuing certificates for 100 nodes; and the bare baseline (the same containers and swarm with
+`docker swarm init/join`, no TLS, no load balancer, no Ansible). Kubernetes (3 masters + 1 node):
+create until every node is Ready (kubectl through the load balancer with the bundle), a second run
+with nothing to change, delete, the memory of a master host and of a node host (their containers'
+cgroups, page cache left out), and a master host stopped and started again as for Swarm (`kubectl
+get --raw /readyz`; the node Ready). Then `carina serve` under load (scripts/bench_service.py;
+`python scripts/bench.py service` runs that part alone).
 """
 
 from __future__ import annotations
@@ -45,6 +48,61 @@ def docker_info_through_lb(home: str) -> None:
     proc = run(["bash", "-c", f". {env_file} && docker info --format '{{{{.Swarm.Nodes}}}}'"])
     if proc.returncode != 0 or proc.stdout.strip() != "4":
         sys.exit(f"docker info through the load balancer failed: {proc.stdout} {proc.stderr}")
+
+
+def outage(probe: list[str], host: str, window: float = 45.0) -> float:
+    """Stop the host container, then call `probe` (a client through the load balancer) back to back for
+    `window` seconds: the seconds from the first failing call to the end of the last one (0 if none failed)."""
+    run(["docker", "stop", "--time", "5", host])
+    stopped = time.monotonic()
+    first = last = None
+    while time.monotonic() - stopped < window:
+        started = time.monotonic()
+        try:
+            ok = run(probe, timeout=10).returncode == 0
+        except subprocess.TimeoutExpired:
+            ok = False
+        if not ok:
+            first = started if first is None else first
+            last = time.monotonic()
+        time.sleep(0.2)
+    return 0.0 if first is None else last - first
+
+
+def back_ready(probe: list[str], wanted: str, host: str, timeout: float = 180.0) -> float:
+    """Start the host container again: the seconds until `probe` prints `wanted`."""
+    run(["docker", "start", host])
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if run(probe, timeout=10).stdout.strip() == wanted:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    sys.exit(f"{host} did not come back within {timeout:.0f} s")
+
+
+def swarm_leader_lost(home: str) -> tuple[float, float]:
+    """The swarm's leader host stopped: the seconds `docker node ls` through the load balancer failed (the
+    managers elect a new leader, the load balancer drops the dead member), then the seconds from its start
+    until the swarm lists it Ready again."""
+    env_file = Path(home) / "clusters" / NAME / "docker.env"
+    def through_lb(command: str) -> list[str]:
+        return ["bash", "-c", f". {env_file} && {command}"]
+    nodes = run(through_lb("docker node ls --format '{{.Hostname}} {{.ManagerStatus}}'")).stdout.split("\n")
+    leader = next(line.split()[0] for line in nodes if line.endswith(" Leader"))
+    down = outage(through_lb("docker node ls -q"), leader)
+    status = f"docker node inspect --format '{{{{.Status.State}}}}' {leader}"
+    return down, back_ready(through_lb(status), "ready", leader)
+
+
+def kube_master_lost(home: str) -> tuple[float, float]:
+    """A master host stopped: the seconds `kubectl get --raw /readyz` through the load balancer failed, then
+    the seconds from its start until its node is Ready again."""
+    kubectl = [str(ROOT / ".cache" / "kubernetes" / "v1.20.2" / "bin" / "kubectl"), "--request-timeout", "5s",
+               "--kubeconfig", str(Path(home) / "clusters" / KUBE_NAME / "kubeconfig")]
+    host = f"{KUBE_NAME}-master-1"
+    down = outage([*kubectl, "get", "--raw", "/readyz"], host)
+    ready = [*kubectl, "get", "node", host, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]
+    return down, back_ready(ready, "True", host)
 
 
 def task_counts(output: str) -> tuple[int, int]:
@@ -107,6 +165,7 @@ def bench_kubernetes() -> list[tuple[str, float, float | None]]:
             tasks, host_tasks = task_counts(proc.stdout)
             time.sleep(10)  # let the control plane settle before reading memory
             master, node = host_memory_mib(f"{KUBE_NAME}-master-1"), host_memory_mib(f"{KUBE_NAME}-node-1")
+            down, back = kube_master_lost(home)
         finally:
             delete, _proc = playbook("delete", home, cluster=KUBE_NAME)
     return [
@@ -116,6 +175,8 @@ def bench_kubernetes() -> list[tuple[str, float, float | None]]:
         ("Kubernetes: delete", delete, None),
         ("Kubernetes: memory of a master host (MiB)", master, None),
         ("Kubernetes: memory of a node host (MiB)", node, None),
+        ("Kubernetes: a master host stopped, seconds the API failed through the LB", down, None),
+        ("Kubernetes: that master started again, seconds until its node is Ready", back, None),
     ]
 
 
@@ -136,6 +197,7 @@ def main() -> None:
                                    "-e", f"carina_subnet={SUBNET}")
             changed = [int(c) for c in re.findall(r"^\S+\s+: ok=\d+\s+changed=(\d+)", proc.stdout, re.M)]
             tasks, host_tasks = task_counts(proc.stdout)
+            leader_down, leader_back = swarm_leader_lost(home)
         finally:
             delete, _proc = playbook("delete", home)
     certs = certs_for(100)
@@ -147,6 +209,8 @@ def main() -> None:
     rows.append(("create 3 managers + 1 worker, until docker info via the LB", create, GOALS["create"]))
     rows.append((f"second run, nothing to change ({tasks} tasks, {host_tasks} host-task runs, "
                  f"changed={sum(changed)})", rerun, GOALS["rerun"]))
+    rows.append(("the leader's host stopped, seconds `docker node ls` failed through the LB", leader_down, None))
+    rows.append(("that host started again, seconds until the swarm lists it Ready", leader_back, None))
     rows.append(("delete", delete, None))
     rows.append(("certificates for 100 nodes (CA + 100 servers + admin)", certs, GOALS["certs100"]))
     rows.append(("bare baseline: same containers, docker swarm init/join, no TLS/LB", baseline, None))

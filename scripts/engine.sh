@@ -76,8 +76,25 @@ stop_engine() {
   echo "engine.sh: stopped dockerd $pid"
 }
 
+# Every host container's systemd, containerd and kubelet hold inotify instances (a Kubernetes host about
+# 13, a Swarm host about 8), all counted against root's fs.inotify.max_user_instances. The kernel's default
+# (128) runs out at about ten Kubernetes hosts, and a kubelet that cannot make its watcher dies ("too many
+# open files"), so its node never registers. Like kind's documented prerequisite, raise it (never lower it).
+INOTIFY_INSTANCES=1024
+inotify_room() {
+  local knob=/proc/sys/fs/inotify/max_user_instances have
+  have=$(cat "$knob" 2>/dev/null) || return 0
+  [ "$have" -ge "$INOTIFY_INSTANCES" ] && return 0
+  if [ "$(id -u)" = 0 ] && echo "$INOTIFY_INSTANCES" > "$knob" 2>/dev/null; then
+    echo "engine.sh: fs.inotify.max_user_instances raised from $have to $INOTIFY_INSTANCES (host containers hold many)" >&2
+  else
+    echo "engine.sh: fs.inotify.max_user_instances is $have; Kubernetes hosts past about ten fail to start until it" \
+         "is raised: sysctl -w fs.inotify.max_user_instances=$INOTIFY_INSTANCES" >&2
+  fi
+}
+
 case "${1:-up}" in
-  up) find_engine || start_engine ;;
+  up) inotify_room; find_engine || start_engine ;;
   host) find_engine ;;
   down) stop_engine ;;
   *) echo "usage: $0 up|host|down" >&2; exit 2 ;;

@@ -25,11 +25,12 @@ if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; the
 fi
 py=$(pick_python)
 [ -x "$VENV/bin/python" ] || "$py" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-# --no-compile: Python compiles what it imports on first use (into the venv); compiling every file of
-# every package up front (the ansible bundle alone has tens of thousands) is most of the install time.
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile \
-  -r requirements/venv.txt -c requirements/constraints.txt
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
+# uv (pinned in venv.txt) installs the rest: cold, in seconds where pip takes minutes. Its cache is .cache/uv;
+# like pip --no-compile, it leaves bytecode to be compiled on first use (compiling every file of every
+# package up front, tens of thousands in the ansible bundle, was most of pip's install time).
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "$(grep -E '^uv==' requirements/venv.txt)"
+export UV_CACHE_DIR=${UV_CACHE_DIR:-$PWD/.cache/uv}
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -r requirements/venv.txt -c requirements/constraints.txt
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
 echo "$want" > "$stamp"
 echo "venv.sh: $VENV ready (ansible-core $("$VENV/bin/python" -c "from ansible.release import __version__ as v; print(v)"))" >&2

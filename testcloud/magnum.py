@@ -117,12 +117,11 @@ def setup() -> None:
     log(f"building {VENV} from {python}")
     shutil.rmtree(VENV, ignore_errors=True)
     subprocess.run([python, "-m", "venv", str(VENV)], check=True)
-    # --no-compile: Magnum compiles what it imports on first use, not every file of every package up front.
-    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--no-input", "--quiet", "--no-compile"]
-    subprocess.run([*pip, "-c", str(CONSTRAINTS), "-r", str(REQUIREMENTS)], check=True)
+    install, check = cloud.installer(VENV)
+    subprocess.run([*install, "-c", str(CONSTRAINTS), "-r", str(REQUIREMENTS)], check=True)
     # carina and the driver from this checkout; their dependencies are pinned above.
-    subprocess.run([*pip, "--no-deps", "-e", str(ROOT), "-e", str(DRIVER)], check=True)
-    subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", "check"], check=True)
+    subprocess.run([*install, "--no-deps", "-e", str(ROOT), "-e", str(DRIVER)], check=True)
+    subprocess.run(check, check=True)
     STAMP.write_text(wanted + "\n")
     log(f"venv ready in {time.monotonic() - started:.0f} s")
 
@@ -145,7 +144,10 @@ def services(ports: dict[str, int]) -> list[cloud.Service]:
     rabbit = STATE / "rabbitmq"
     bindir = VENV / "bin"
     conf = str(STATE / "magnum.conf")
-    erl = f"-kernel inet_dist_use_interface {{127,0,0,1}} -kernel inet_dist_listen_min {ports['dist']}"
+    # No scheduler busy-waiting: on a machine whose CPUs the clusters keep busy, an idle broker that spins
+    # takes CPU time from them.
+    erl = (f"-kernel inet_dist_use_interface {{127,0,0,1}} -kernel inet_dist_listen_min {ports['dist']}"
+           " +sbwt none +sbwtdcpu none +sbwtdio none")
     rabbit_env = {
         "HOME": str(rabbit), "RABBITMQ_MNESIA_BASE": str(rabbit / "mnesia"), "RABBITMQ_LOG_BASE": str(rabbit / "log"),
         "RABBITMQ_NODENAME": "carina-magnum@localhost", "RABBITMQ_NODE_IP_ADDRESS": cloud.HOST,

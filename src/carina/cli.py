@@ -188,6 +188,8 @@ def cmd_create(client: Client, args) -> int:
                                                      "server_type", "resource_class", "ssh_cidr") if getattr(args, key)}
     if args.floating_ip:
         openstack["floating_ip_enabled"] = True
+    if args.api_cidr:
+        openstack["api_cidrs"] = args.api_cidr
     cluster, run = client.create(args.name, coe=args.coe, masters=args.masters, nodes=args.nodes,
                                  provider=args.provider, subnet=args.subnet or "", extra_sans=args.extra_san,
                                  openstack=openstack or None, inventory=args.inventory,
@@ -328,6 +330,9 @@ def add_create_options(p: argparse.ArgumentParser, coe_names: list[str] | None,
     os_group.add_argument("--resource-class", help="resource class of bare metal nodes (baremetal)")
     os_group.add_argument("--ssh-cidr", help="who may reach the hosts' SSH port, as a CIDR (0.0.0.0/0); the "
                                              "controller must be inside it")
+    os_group.add_argument("--api-cidr", action="append", metavar="CIDR",
+                          help="who may reach the COE's API, as a CIDR (repeatable; default anywhere); the "
+                               "cluster's own subnet is always let in")
     p.add_argument("--extra-san", action="append", default=[], help="more names/addresses in master certificates")
     p.add_argument("--option", "-O", action="append", default=[], type=option_pair, metavar="NAME=VALUE",
                    help="an option of the COE, typed by its contract (repeatable; an unknown NAME is refused with "

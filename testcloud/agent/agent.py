@@ -2,7 +2,9 @@
 their APIs say (read through openstacksdk, like any other client).
 
 - An Ironic node in provision_state ``active`` with a VIF is a host container at the VIF port's
-  fixed IP, with the SSH keys of its config drive; it goes when the node leaves ``active``. VIFs
+  fixed IP, with the SSH keys of its config drive; it goes when the node leaves ``active``. A node
+  in maintenance whose container is not running stays down, as failed hardware does (a test stops
+  the container and sets maintenance to fail a node). VIFs
   come from ``list_node_vifs``; the ``noop`` network interface records none, so then a Neutron
   port whose device_id is the node's id or instance_uuid (or binding:host_id the node's id) counts.
 - An Octavia load balancer in provisioning_status ACTIVE is an HAProxy container at its
@@ -196,7 +198,12 @@ class Agent:
     def sync_nodes(self, view: NeutronView) -> None:
         have = self.containers("baremetal")
         wanted = {}
+        down = set()  # in maintenance with the host not running: failed hardware, which Ironic powers nothing on
         for node in self.conn.baremetal.nodes(details=True, provision_state="active"):
+            cont = have.get(node.id)
+            if node.is_maintenance and (cont is None or cont["State"] != "running"):
+                down.add(node.id)
+                continue
             cached = self.node_specs.get(node.id)
             spec = cached[1] if cached and cached[0] == node.updated_at else self.node_spec(node, view)
             if spec is None:
@@ -223,7 +230,7 @@ class Agent:
             self.plane.sync_networks(name, dict(base, **view.floating(spec["ports"])))
             self.status.setdefault("nodes", {})[node_id] = {"container": name, "addresses": [ip for _, ip in base]}
         for node_id, cont in have.items():
-            if node_id not in wanted:
+            if node_id not in wanted and node_id not in down:
                 self.plane.remove_host(cont["Names"][0].lstrip("/"))
                 self.node_specs.pop(node_id, None)
                 self.status.get("nodes", {}).pop(node_id, None)

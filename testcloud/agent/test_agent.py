@@ -269,6 +269,7 @@ def test_baremetal_node_container(project, keypair, plane, dockerc):
     name = "testcloud-bm-" + node_id[:8]
     node = types.SimpleNamespace(
         id=node_id, name="bm-node-1", provision_state="active", updated_at="t1", instance_id=None, vifs=[vif.id],
+        is_maintenance=False,
         instance_info={"image_source": "carina-host", "configdrive": {
             "meta_data": {"public_keys": {"k": keypair.with_suffix(".pub").read_text().strip()}}}})
     conn.baremetal._nodes[node_id] = node
@@ -281,6 +282,14 @@ def test_baremetal_node_container(project, keypair, plane, dockerc):
         result = ssh(keypair, addr, "hostname")
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "bm-node-1"
+        # Failed hardware: in maintenance and powered off, the node stays down; out of maintenance, it runs again.
+        node.is_maintenance = True
+        dockerc.containers.get(name).stop(timeout=5)
+        agent.tick()
+        assert dockerc.containers.get(name).status == "exited"
+        node.is_maintenance = False
+        agent.tick()
+        assert dockerc.containers.get(name).status == "running"
         node.provision_state = "deleting"
         agent.tick()
         assert name not in {c.name for c in dockerc.containers.list(all=True)}

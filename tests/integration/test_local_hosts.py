@@ -122,6 +122,8 @@ def test_lifecycle(cluster, ssh_key):
         ({"hosts": [{"name": "it-hosts-1", "role": "worker", "address": str(NET[1])}]}, "other than the gateway"),
         ({"image": "carina-host:missing"}, "build it with `make images`"),
         ({"public_key": ""}, "public_key or ssh_key is required"),
+        # The machine's real limit and count: no limit has room for a million instances per host.
+        ({"inotify_per_host": 1_000_000}, "fs.inotify.max_user_instances is"),
     ],
 )
 def test_bad_input_fails_before_anything_exists(cluster, ssh_key, change, message):

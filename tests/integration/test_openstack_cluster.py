@@ -106,6 +106,15 @@ def owned(conn, cluster: str) -> dict[str, list[str]]:
     }
 
 
+def docker_network_of(network_id: str) -> str:
+    """The Docker network the test cloud made for a Neutron network."""
+    names = subprocess.run(["docker", "network", "ls", "-q", "--format", "{{.Name}}", "--filter",
+                            f"label=carina.testcloud.network={network_id}"], capture_output=True, text=True,
+                           timeout=30, check=True).stdout.split()
+    assert len(names) == 1, names
+    return names[0]
+
+
 def lb_members(conn, cluster: str) -> list[str]:
     lb = conn.load_balancer.find_load_balancer(f"carina-{cluster}")
     listener = conn.load_balancer.get_listener(lb.listeners[0]["id"])
@@ -158,6 +167,8 @@ def test_nova_cluster_lifecycle(cloud, home):
                 for k, v in groups["_meta"]["hostvars"]["os-vm-worker-1"].items()}
     assert hostvars["carina_role"] == "worker" and hostvars["carina_address"].startswith("198.18.")
 
+    lose_a_manager_then_repair(conn, home)
+
     # Scaling changes the servers and the load balancer's members.
     proc = playbook("scale", home, "os-vm", "-e", "carina_masters=1", "-e", "carina_nodes=1")
     assert proc.returncode == 0, proc.stdout[-5000:]
@@ -176,11 +187,100 @@ def test_nova_cluster_lifecycle(cloud, home):
     assert not (home / "clusters" / "os-vm").exists()
 
 
+def swarm_nodes(home: Path, cluster: str) -> list[dict]:
+    return [json.loads(line) for line in docker_when_ready(home, cluster, "node", "ls", "--format",
+                                                           "{{json .}}").splitlines()]
+
+
+def lose_a_manager_then_repair(conn, home: Path) -> None:
+    """A manager's server deleted through Nova (its disk goes with it): the swarm sees it Down; a rerun of the
+    create playbook makes a new server of that name, takes the dead entry out of the swarm, joins the new one
+    as a manager and gives the load balancer its address; the host key of the lost server is forgotten."""
+    lost = conn.compute.find_server("os-vm-manager-2")
+    before = {n["Hostname"]: n["ID"] for n in swarm_nodes(home, "os-vm")}
+    conn.compute.delete_server(lost)
+    conn.compute.wait_for_delete(lost, wait=120)
+    wait_until(lambda: any(n["Hostname"] == "os-vm-manager-2" and n["Status"] == "Down"
+                           for n in swarm_nodes(home, "os-vm")), 90, "the lost manager to be Down")
+
+    proc = playbook("create", home, "os-vm")
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    nodes = swarm_nodes(home, "os-vm")
+    assert sorted(n["Hostname"] for n in nodes) == sorted(before), nodes
+    assert all(n["Status"] == "Ready" for n in nodes), nodes
+    managers = sorted(n["Hostname"] for n in nodes if n["ManagerStatus"] in ("Leader", "Reachable"))
+    assert managers == ["os-vm-manager-1", "os-vm-manager-2", "os-vm-manager-3"], nodes
+    after = {n["Hostname"]: n["ID"] for n in nodes}
+    assert after["os-vm-manager-2"] != before["os-vm-manager-2"], "the lost manager came back as a new node"
+    assert all(after[h] == before[h] for h in before if h != "os-vm-manager-2"), (before, after)
+    new = conn.compute.find_server("os-vm-manager-2")
+    assert new.id != lost.id
+    masters = [s for s in conn.compute.servers() if (s.metadata or {}).get("carina_role") == "master"]
+    assert lb_members(conn, "os-vm") == sorted(server_address(s) for s in masters)
+    host_keys = {p.name for p in (home / "clusters" / "os-vm" / "ssh" / "known_hosts.d").iterdir()}
+    assert f"os-vm-manager-2-{new.id}" in host_keys and f"os-vm-manager-2-{lost.id}" not in host_keys, host_keys
+
+
+def fail_a_node_then_repair(admin, home: Path, spec: list[str]) -> None:
+    """A worker's bare metal node fails (put in maintenance, as Ironic does when it loses a node's power, and its
+    host powered off): a rerun of the create playbook deploys the worker on a free node under the same name and
+    takes the failed node out of the cluster, leaving its state to the operator; the swarm ends whole."""
+    failed = next(n for n in admin.baremetal.nodes(details=True)
+                  if (n.extra or {}).get("carina_name") == "os-mixed-worker-1")
+    before = {n["Hostname"]: n["ID"] for n in swarm_nodes(home, "os-mixed")}
+    admin.baremetal.set_node_maintenance(failed, reason="power failure (test)")
+    subprocess.run(["docker", "stop", "--time", "5", f"testcloud-bm-{failed.id[:8]}"], capture_output=True,
+                   timeout=60, check=True)
+    wait_until(lambda: any(n["Hostname"] == "os-mixed-worker-1" and n["Status"] == "Down"
+                           for n in swarm_nodes(home, "os-mixed")), 90, "the failed worker to be Down")
+    try:
+        proc = playbook("create", home, "os-mixed", *spec)
+        assert proc.returncode == 0, proc.stdout[-5000:]
+        assert "power failure (test)" in proc.stdout + proc.stderr, "no warning names the failed node"
+        nodes = swarm_nodes(home, "os-mixed")
+        assert sorted(n["Hostname"] for n in nodes) == sorted(before), nodes
+        assert all(n["Status"] == "Ready" for n in nodes), nodes
+        after = {n["Hostname"]: n["ID"] for n in nodes}
+        assert after["os-mixed-worker-1"] != before["os-mixed-worker-1"]
+        assert after["os-mixed-worker-2"] == before["os-mixed-worker-2"]
+        left = admin.baremetal.get_node(failed.id)
+        assert not (left.extra or {}).get("carina_cluster") and left.provision_state == "active", left
+        assert not list(admin.baremetal.list_node_vifs(left))
+        worker = next(n for n in admin.baremetal.nodes(details=True)
+                      if (n.extra or {}).get("carina_name") == "os-mixed-worker-1")
+        assert worker.id != failed.id and worker.provision_state == "active"
+    finally:
+        # The operator's part: the hardware mended, the node cleaned and given back.
+        admin.baremetal.unset_node_maintenance(failed)
+        if (admin.baremetal.get_node(failed.id).extra or {}).get("carina_cluster") is None:
+            admin.baremetal.set_node_provision_state(failed, "deleted", wait=True, timeout=180)
+
+
+def server_address(server) -> str:
+    """The server's fixed address on the cluster's network."""
+    return next(a["addr"] for addrs in server.addresses.values() for a in addrs
+                if a.get("OS-EXT-IPS:type", "fixed") == "fixed")
+
+
+def server_certificate_from(network: str, address: str, port: int) -> bool:
+    """Whether a TLS client in a new container on the Docker network gets the server's certificate."""
+    probe = subprocess.run(["docker", "run", "--rm", "--network", network, "carina-host:bookworm", "timeout", "20",
+                            "openssl", "s_client", "-connect", f"{address}:{port}"], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=60, check=False)
+    return "BEGIN CERTIFICATE" in probe.stdout
+
+
 def test_masters_on_nova_workers_on_ironic(cloud, home):
     admin, conn = cloud["admin"], cloud["demo"]
-    proc = playbook("create", home, "os-mixed", "-e", "carina_provider=openstack", "-e", "carina_cloud=devstack-admin",
-                    "-e", "carina_masters=1", "-e", "carina_nodes=2", "-e", "carina_server_type=bm",
-                    "-e", "carina_floating_ip_enabled=true")
+    public = admin.network.find_network("public")
+    private_cidr = admin.network.find_subnet("private-subnet").cidr
+    # The API only for this machine, which reaches floating IPs from the external network's gateway address
+    # (the bridge the test cloud makes on first use); the cluster's own subnet is let in as well.
+    me = admin.network.get_subnet(public.subnet_ids[0]).gateway_ip
+    spec = ["-e", "carina_provider=openstack", "-e", "carina_cloud=devstack-admin", "-e", "carina_masters=1",
+            "-e", "carina_nodes=2", "-e", "carina_server_type=bm", "-e", "carina_floating_ip_enabled=true",
+            "-e", f"carina_api_cidrs={me}/32"]
+    proc = playbook("create", home, "os-mixed", *spec)
     assert proc.returncode == 0, proc.stdout[-5000:]
     info = json.loads(docker_when_ready(home, "os-mixed", "info", "--format", "{{json .Swarm}}"))
     assert (info["Managers"], info["Nodes"]) == (1, 3)
@@ -191,6 +291,22 @@ def test_masters_on_nova_workers_on_ironic(cloud, home):
     fips = [f.floating_ip_address for f in admin.network.ips(port_id=lb.vip_port_id)]
     assert fips == [endpoint] and endpoint.startswith("198.18.101.")
     assert record["api_url"] == f"tcp://{endpoint}:2376"
+
+    # Who may reach the API: the listener and the masters' rule say this machine and the cluster's subnet ...
+    listener = admin.load_balancer.get_listener(lb.listeners[0]["id"])
+    assert sorted(listener.allowed_cidrs) == sorted([f"{me}/32", private_cidr])
+    masters_group = admin.network.find_security_group("carina-os-mixed-master")
+    api_rules = [r for r in admin.network.security_group_rules(security_group_id=masters_group.id)
+                 if r.port_range_min == 2376]
+    assert sorted(r.remote_ip_prefix for r in api_rules) == sorted([f"{me}/32", private_cidr])
+    # ... and the load balancer turns away another address of the same network, which the master's own
+    # floating IP (not behind the listener) still answers.
+    master_fip = next(f.floating_ip_address for f in admin.network.ips()
+                      if (f.description or "").startswith("carina os-mixed os-mixed-manager-1"))
+    public_net = docker_network_of(public.id)
+    assert server_certificate_from(public_net, master_fip, 2376), "the probe cannot reach a master at all"
+    assert not server_certificate_from(public_net, endpoint, 2376), "the listener let another address in"
+    fail_a_node_then_repair(admin, home, spec)
     used = [n for n in admin.baremetal.nodes(details=True) if (n.extra or {}).get("carina_cluster") == "os-mixed"]
     assert sorted(n.extra["carina_name"] for n in used) == ["os-mixed-worker-1", "os-mixed-worker-2"]
     assert all(n.provision_state == "active" for n in used)
@@ -222,7 +338,7 @@ def test_kubernetes_on_nova_behind_octavia(cloud, home):
     started = time.time()
     proc = playbook("create", home, "os-kube", "-e", "carina_provider=openstack", "-e", "carina_cloud=devstack",
                     "-e", "carina_coe=kubernetes", "-e", "carina_masters=3", "-e", "carina_nodes=1",
-                    "-e", "carina_ssh_cidr=198.18.0.0/15")
+                    "-e", "carina_ssh_cidr=198.18.0.0/15", "-e", "carina_api_cidrs=198.19.254.0/24,198.19.253.0/24")
     assert proc.returncode == 0, proc.stdout[-6000:]
     print(f"Kubernetes create on Nova took {time.time() - started:.1f}s")
     bundle = home / "clusters" / "os-kube"
@@ -262,20 +378,35 @@ def test_kubernetes_on_nova_behind_octavia(cloud, home):
     # A master's server stopped: the API keeps answering through the VIP, and the master comes back.
     stop_a_master_and_start_it_again(conn, kubectl, "os-kube-master-1")
 
-    # The security groups open what the contract says, to whom it says.
-    rules = [r for g in conn.network.security_groups() if g.name.startswith("carina-os-kube")
-             for r in conn.network.security_group_rules(security_group_id=g.id)]
-    api = [r for r in rules if r.port_range_min == 6443]
-    assert api and all(r.remote_ip_prefix == "0.0.0.0/0" for r in api)
-    ssh = [r for r in rules if r.port_range_min == 22]
-    assert ssh and all(r.remote_ip_prefix == "198.18.0.0/15" for r in ssh), ssh
-    for port in (2379, 2380, 10250):
-        inside = [r for r in rules if r.port_range_min == port]
-        assert inside and all(r.remote_group_id and not r.remote_ip_prefix for r in inside), (port, inside)
+    # The security groups and the listener open what the contract says, to whom it says: every node is
+    # Ready above, so the kubelets reach the API through the load balancer from the cluster's subnet.
+    assert_who_may_connect(conn, "os-kube", listener.id, api=["198.19.254.0/24", "198.19.253.0/24"],
+                           ssh="198.18.0.0/15")
+    # Narrower client ranges on a second run: the wider SSH rule, the API rule and the listener's range go.
+    proc = playbook("create", home, "os-kube", "-e", "carina_provider=openstack", "-e", "carina_cloud=devstack",
+                    "-e", "carina_coe=kubernetes", "-e", "carina_masters=3", "-e", "carina_nodes=1",
+                    "-e", "carina_ssh_cidr=198.18.0.0/16", "-e", "carina_api_cidrs=198.19.254.0/24")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert_who_may_connect(conn, "os-kube", listener.id, api=["198.19.254.0/24"], ssh="198.18.0.0/16")
+    assert kubectl("get", "nodes", "-o", "name").count("node/") == 4
 
     proc = playbook("delete", home, "os-kube")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert owned(conn, "os-kube") == {k: [] for k in owned(conn, "os-kube")}
+
+
+def assert_who_may_connect(conn, cluster: str, listener_id: str, api: list[str], ssh: str) -> None:
+    """The API (6443) on the masters' rule and the listener: the client ranges `api` and the cluster's subnet;
+    SSH from `ssh` alone; etcd and the kubelets only from the cluster's own hosts (the common group)."""
+    rules = [r for g in conn.network.security_groups() if g.name.startswith(f"carina-{cluster}")
+             for r in conn.network.security_group_rules(security_group_id=g.id)]
+    wanted = sorted([*api, conn.network.find_subnet("private-subnet").cidr])
+    assert sorted(r.remote_ip_prefix for r in rules if r.port_range_min == 6443) == wanted
+    assert sorted(conn.load_balancer.get_listener(listener_id).allowed_cidrs) == wanted
+    assert [r.remote_ip_prefix for r in rules if r.port_range_min == 22] == [ssh]
+    for port in (2379, 2380, 10250):
+        inside = [r for r in rules if r.port_range_min == port]
+        assert inside and all(r.remote_group_id and not r.remote_ip_prefix for r in inside), (port, inside)
 
 
 def stop_a_master_and_start_it_again(conn, kubectl, name: str) -> None:

@@ -212,7 +212,12 @@ def test_overlay_networks_take_their_subnets_from_the_clusters_pool(cluster):
     assert ingress.subnet_of(pool) and ingress.prefixlen == 24, ingress
     cli(state, "network", "create", "-d", "overlay", "it-pool")
     try:
-        made = ipaddress.ip_network(cli(state, "network", "inspect", "it-pool", "--format", subnet).stdout.strip())
+        # The leader's allocator gives the network its subnet just after the create returns, and the
+        # load balancer may send the inspect to another manager: a few seconds may pass.
+        def allocated() -> str:
+            return cli(state, "network", "inspect", "it-pool", "--format", subnet).stdout.strip()
+
+        made = ipaddress.ip_network(wait_until(allocated, 30, "the overlay network's subnet"))
     finally:
         cli(state, "network", "rm", "it-pool")
     assert made.subnet_of(pool) and made.prefixlen == 24 and made != ingress, made

@@ -349,6 +349,10 @@ def test_openstack_options_become_extravars(client):
     assert json.loads(client.store.get_run(run.id).params)["extravars"]["carina_ssh_cidr"] == "198.19.250.0/24"
     with pytest.raises(api.CarinaError, match="ssh_cidr 'anywhere': give an IPv4 network"):
         client.create("os5", provider="openstack", openstack={"ssh_cidr": "anywhere"})
+    _cluster, run = client.create("os6", provider="openstack", openstack={"api_cidrs": ["198.19.250.0/24"]})
+    assert json.loads(client.store.get_run(run.id).params)["extravars"]["carina_api_cidrs"] == ["198.19.250.0/24"]
+    with pytest.raises(api.CarinaError, match=re.escape("api_cidrs '198.19.250.1/24': give an IPv4 network")):
+        client.create("os7", provider="openstack", openstack={"api_cidrs": ["198.19.250.1/24"]})
     with pytest.raises(api.CarinaError, match="choose vm"):
         client.create("os2", provider="openstack", openstack={"server_type": "metal"})
     with pytest.raises(api.CarinaError, match="need --provider openstack"):

@@ -38,6 +38,13 @@ def test_the_cluster_overrides_its_template_and_binaries_come_from_the_config():
     assert request["openstack"]["flavor"] == "m1.large" and request["openstack"]["floating_ip_enabled"] is True
     assert request["nodes"] == 0
     assert request["coe_options"] == {"kubernetes_version": "1.21.0", "binaries": "/srv/kube"}
+    assert "api_cidrs" not in request["openstack"]  # no master_lb_allowed_cidrs: anywhere
+
+
+def test_master_lb_allowed_cidrs_become_the_api_cidrs():
+    cluster = dict(CLUSTER, labels={"master_lb_allowed_cidrs": "198.19.200.0/24, 198.19.201.7/32,"})
+    request = translate.create_request(cluster, TEMPLATE, ssh_cidr="0.0.0.0/0", binaries="")
+    assert request["openstack"]["api_cidrs"] == ["198.19.200.0/24", "198.19.201.7/32"]
 
 
 def test_what_carina_cannot_make_is_refused_with_every_reason():

@@ -408,12 +408,18 @@ class FakeKeystone:
         return {"auth": {"username": "carina", "password": "service-secret", "trust_id": trust_id}}
 
 
-def test_on_openstack_a_cluster_is_made_under_its_callers_trust_and_a_refused_one_leaves_none(tmp_path, monkeypatch):
+def on_a_cloud_with_keystone(tmp_path, monkeypatch):
+    """The Magnum API on a cloud (its runs not started) whose Keystone delegates, and p1's template `sw`."""
     monkeypatch.setenv("CARINA_HOME", str(tmp_path))
     monkeypatch.setattr(api.Client, "_spawn", lambda self, run: None)
     keystone = FakeKeystone()
     call = Caller(MagnumAPI(api.Client(tmp_path), keystone, {"name": "shared", "flavor": "m1.small"}))
     template(call, project="p1")
+    return call, keystone
+
+
+def test_on_openstack_a_cluster_is_made_under_its_callers_trust_and_a_refused_one_leaves_none(tmp_path, monkeypatch):
+    call, keystone = on_a_cloud_with_keystone(tmp_path, monkeypatch)
     status, out, _ = call("POST", "/v1/clusters", {"name": "os1", "cluster_template_id": "sw"}, project="p1")
     assert status == 202, out
     cluster = call.api.client.get("os1")
@@ -430,6 +436,7 @@ def test_on_openstack_a_cluster_is_made_under_its_callers_trust_and_a_refused_on
     assert params["extravars"]["carina_cloud"] == f"carina-{cluster.uuid}", "not the service's shared cloud"
     assert params["extravars"]["carina_image"] == "carina-host" and params["extravars"]["carina_flavor"] == "m1.small"
     assert "service-secret" not in run.params
+    assert "carina_api_cidrs" not in params["extravars"], "no master_lb_allowed_cidrs label: the API for anyone"
     assert keystone.calls == [("delegate", "p1")]
     # A create refused after the trust was made (the name is taken) takes the trust and the file back.
     status, _out, _ = call("POST", "/v1/clusters", {"name": "os1", "cluster_template_id": "sw"}, project="p2")
@@ -455,6 +462,20 @@ def test_on_openstack_a_cluster_is_made_under_its_callers_trust_and_a_refused_on
     call("GET", "/v1/clusters", project="p1")
     assert keystone.calls[-1] == ("revoke", "t" * 32) and len(keystone.calls) == 4
     assert list((tmp_path / "credentials").iterdir()) == []
+
+
+def test_magnums_master_lb_allowed_cidrs_say_who_may_reach_the_api(tmp_path, monkeypatch):
+    call, keystone = on_a_cloud_with_keystone(tmp_path, monkeypatch)
+    labels = {"master_lb_allowed_cidrs": "198.19.200.0/24,198.19.201.7/32"}
+    status, out, _ = call("POST", "/v1/clusters", {"name": "os3", "cluster_template_id": "sw", "labels": labels},
+                          project="p1")
+    assert status == 202, out
+    params = json.loads(call.api.client.run(call.api.client.get("os3").current_run).params)
+    assert params["extravars"]["carina_api_cidrs"] == ["198.19.200.0/24", "198.19.201.7/32"]
+    status, out, _ = call("POST", "/v1/clusters", {"name": "os4", "cluster_template_id": "sw",
+                                                   "labels": {"master_lb_allowed_cidrs": "the office"}}, project="p1")
+    assert status == 400 and "api_cidrs 'the office': give an IPv4 network" in out["message"], out
+    assert keystone.calls[-1] == ("revoke", "t" * 32), "the refused create's trust is taken back"
 
 
 def test_what_a_web_page_elsewhere_sends_is_refused(tmp_path, monkeypatch):

@@ -68,6 +68,7 @@ def create_request(cluster: Mapping, template: Mapping, *, ssh_cidr: str, binari
         "server_type": server_type,
         "master_server_type": server_type,
         "ssh_cidr": ssh_cidr,
+        "api_cidrs": MagnumAPI.allowed_cidrs(labels),
     }
     return {
         "coe": COE,

@@ -529,7 +529,7 @@ class MagnumAPI:
                 raise HTTPError(400, f"{key}: true or false")
         coe = COE_ALIASES.get(tview["coe"], tview["coe"])
         coe_options = self.coe_options(coe, labels)
-        provider, openstack = self.placement(tview, fields)
+        provider, openstack = self.placement(tview, fields, labels)
         image = (tview.get("image_id") or self.cloud.get("image") or "") if provider == "openstack" else ""
         cluster_id = uuidlib.uuid4().hex
         internal = self.internal_name(name, cluster_id)
@@ -626,7 +626,14 @@ class MagnumAPI:
                 options[option] = convert(labels[label])
         return options
 
-    def placement(self, template: dict, fields: dict) -> tuple[str, dict | None]:
+    @staticmethod
+    def allowed_cidrs(labels: dict) -> list[str] | None:
+        """Magnum's label master_lb_allowed_cidrs (CIDRs apart by commas: who may reach the API through the load
+        balancer) as carina's openstack option api_cidrs; None without the label."""
+        text = str((labels or {}).get("master_lb_allowed_cidrs") or "")
+        return [cidr.strip() for cidr in text.split(",") if cidr.strip()] or None
+
+    def placement(self, template: dict, fields: dict, labels: dict | None = None) -> tuple[str, dict | None]:
         """The provider and its options: OpenStack when the service has a [cloud], else this machine (local),
         where the image, flavors and networks of the template are shown but hosts are containers."""
         if not self.cloud:
@@ -639,7 +646,8 @@ class MagnumAPI:
                    "external_network": template.get("external_network_id") or self.cloud.get("external_network"),
                    "floating_ip_enabled": bool(fields.get("floating_ip_enabled")),
                    "server_type": template.get("server_type") or "vm",
-                   "master_server_type": template.get("server_type") or "vm"}
+                   "master_server_type": template.get("server_type") or "vm",
+                   "api_cidrs": self.allowed_cidrs(labels or {})}
         return "openstack", {k: v for k, v in options.items() if v not in (None, "")}
 
     def update_cluster(self, request: Request) -> Response:

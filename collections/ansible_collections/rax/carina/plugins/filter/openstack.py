@@ -33,13 +33,22 @@ def octavia_listeners(listeners):
     return out
 
 
-def role_ports(ports, role):
-    """rax.carina.nova_hosts role_ports of one role from a contract's ports."""
+def role_ports(ports, role, clients=None):
+    """rax.carina.nova_hosts role_ports of one role from a contract's ports: a port for clients is
+    opened to each CIDR of `clients` (default anywhere), a port for the cluster to its own hosts."""
+    if isinstance(clients, str):
+        clients = [clients]
+    clients = list(dict.fromkeys(clients or ["0.0.0.0/0"]))
     out = []
     for port in ports or []:
-        if role in (port.get("roles") or []):
-            out.append({"port": str(port["port"]), "protocol": port.get("protocol", "tcp"),
-                        "from": port.get("from", "clients")})
+        if role not in (port.get("roles") or []):
+            continue
+        entry = {"port": str(port["port"]), "protocol": port.get("protocol", "tcp"),
+                 "from": port.get("from", "clients")}
+        if entry["from"] == "cluster":
+            out.append(entry)
+        else:
+            out.extend(dict(entry, remote_ip_prefix=cidr) for cidr in clients)
     return out
 
 

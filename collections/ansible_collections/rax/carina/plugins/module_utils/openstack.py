@@ -11,6 +11,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.rax.carina.plugins.module_utils import ssh
 
 try:
     import openstack
@@ -124,6 +125,19 @@ class CarinaOpenStackModule:
             if time.time() > deadline:
                 self.fail("timed out after %ss waiting for %s" % (timeout or self.params["timeout"], what))
             time.sleep(delay)
+
+    def wait_for_sshd(self, kind, hosts, state, unreachable):
+        """With O(wait) and O(wait_ssh), wait until the hosts this run made ({name: address}) answer SSH within
+        O(timeout); else fail saying that those `kind` (servers, nodes) are in `state` (made, and kept for the
+        next run) and may be `unreachable`."""
+        p = self.params
+        if not (p["wait"] and p["wait_ssh"] and hosts):
+            return
+        pending = ssh.wait_for_sshd(hosts, p["timeout"])
+        if pending:
+            self.fail("%s %s are %s but their sshd did not answer within %ss; they may still be booting (run again "
+                      "to go on with them), or %s" % (kind, ssh.describe_pending(pending), state, p["timeout"],
+                                                      unreachable))
 
     def run(self):
         """Connect, then reconcile: present() or absent() after O(state)."""

@@ -36,7 +36,9 @@ RECORD_SCHEMA = 1
 OPENSTACK_DEFAULTS = dict(cloud=None, flavor="m1.small", master_flavor=None, fixed_network="private",
                           fixed_subnet="private-subnet", external_network="public", floating_ip_enabled=False,
                           master_server_type="vm", server_type="vm", resource_class="baremetal",
-                          ssh_cidr="0.0.0.0/0")
+                          ssh_cidr="0.0.0.0/0", api_cidrs=["0.0.0.0/0"])
+# How many client ranges the API may be opened to (security group rules and Octavia allowed_cidrs).
+MAX_API_CIDRS = 16
 SERVER_TYPES = ("vm", "bm")
 # Providers whose hosts exist already and are named by the inventory (groups of masters and workers).
 INVENTORY_PROVIDERS = ("static",)
@@ -320,8 +322,13 @@ def provider_problems(provider, options):
         for key in ("master_server_type", "server_type"):
             if options.get(key) not in SERVER_TYPES:
                 problems.append("%s %r: choose vm (Nova) or bm (Ironic)" % (key, options.get(key)))
-        for key in ("ssh_cidr",):
-            value = options.get(key, OPENSTACK_DEFAULTS[key])
+        api_cidrs = options.get("api_cidrs", OPENSTACK_DEFAULTS["api_cidrs"])
+        if not isinstance(api_cidrs, list) or not api_cidrs or len(api_cidrs) > MAX_API_CIDRS:
+            problems.append("api_cidrs %r: give 1 to %d IPv4 networks in CIDR form (0.0.0.0/0 is anywhere)"
+                            % (api_cidrs, MAX_API_CIDRS))
+            api_cidrs = []
+        for key, value in [("ssh_cidr", options.get("ssh_cidr", OPENSTACK_DEFAULTS["ssh_cidr"]))] + [
+                ("api_cidrs", cidr) for cidr in api_cidrs]:
             try:
                 net = ipaddress.ip_network(str(value), strict=True)
             except ValueError:
@@ -369,6 +376,18 @@ def static_problems(hosts, options):
     return problems
 
 
+def cidr_list(value):
+    """api_cidrs as given: a list, or one text of CIDRs apart by commas or spaces (an AWX survey's text,
+    Magnum's master_lb_allowed_cidrs label). Anything else is left for provider_problems to refuse."""
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    elif isinstance(value, (list, tuple)):
+        value = [str(part).strip() for part in value]
+    else:
+        return value
+    return list(dict.fromkeys(value))  # in the order given, each once
+
+
 def fill_openstack(given, recorded):
     """OpenStack options left out: the ones the cluster was created with, else the defaults."""
     given = dict(given or {})
@@ -378,6 +397,7 @@ def fill_openstack(given, recorded):
         value = given.pop(key, None)
         out[key] = value if value is not None else before.get(key, default)
     out["master_flavor"] = out["master_flavor"] or out["flavor"]
+    out["api_cidrs"] = cidr_list(out["api_cidrs"])
     out.update((k, v) for k, v in given.items() if v is not None)  # unknown ones, for provider_problems
     return out
 

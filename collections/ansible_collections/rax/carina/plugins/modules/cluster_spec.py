@@ -160,6 +160,15 @@ options:
           - Who may reach the hosts' SSH port (22), as an IPv4 CIDR; the controller must be inside it
             (default V(0.0.0.0/0), anywhere). The cluster's internal ports are open only to its own hosts.
         type: str
+      api_cidrs:
+        description:
+          - Who may reach the cluster's API port, as IPv4 CIDRs (at most 16); default
+            V(0.0.0.0/0), anywhere. Left out, the recorded ones are kept.
+          - A narrower list becomes the load balancer listeners' C(allowed_cidrs) and the API's security group
+            rules; the cluster's own subnet is always let in (kubelets and the load balancer reach the API
+            from it). Like Magnum's C(master_lb_allowed_cidrs) label.
+        type: list
+        elements: str
   extra_sans:
     description: More names and addresses put into the masters' server certificates (IP addresses or DNS names).
     type: list
@@ -357,6 +366,7 @@ OPENSTACK_OPTIONS = dict(
     server_type=dict(type="str", choices=list(rules.SERVER_TYPES)),
     resource_class=dict(type="str"),
     ssh_cidr=dict(type="str"),
+    api_cidrs=dict(type="list", elements="str"),
 )
 
 

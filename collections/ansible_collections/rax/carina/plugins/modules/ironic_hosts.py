@@ -21,6 +21,14 @@ description:
   - Removal (O(remove) first, then the highest numbers; or O(state=absent)) undeploys the node
     (C(deleted)), waits until it is C(available) again, detaches the VIF, deletes the port and
     clears the marks.
+  - A node of the cluster that failed (in maintenance, set by an operator or by Ironic when it lost the
+    node's power; or in C(deploy failed), C(error), C(clean failed), C(rescue failed) or C(service failed))
+    no longer serves the cluster. With O(state=present) it is replaced under the same name by a free node
+    (the module fails before touching any node when there are not enough), after it is taken out of the
+    cluster - its VIF detached, its port deleted, its marks cleared. A node in C(deploy failed) or C(error)
+    is also undeployed (C(deleted), not waited for; cleaning wipes its disk); any other is left in its state
+    for the operator, with a warning that its disk may still hold the cluster's data. A failed node that
+    O(remove) or a lower count gives back is taken out the same way.
   - With a O(cluster_id), the nodes' C(extra) carries it too (C(carina_cluster_id)), and the ports'
     descriptions end in C(id <cluster_id>). Nodes marked with the cluster's name but another id (a cluster
     of the same name made from another state folder) make the module fail before any node is touched,
@@ -104,6 +112,15 @@ options:
   public_key:
     description: OpenSSH public key put into the config drive. Required to deploy nodes.
     type: str
+  wait_ssh:
+    description:
+      - With O(wait), also wait (within O(timeout)) until the nodes this run deploys answer with an SSH
+        banner on port 22 at their address, since an C(active) node is still booting and the plays after this
+        module would find it unreachable.
+      - Turn it off when the controller reaches the nodes only through a jump host.
+    type: bool
+    default: true
+    version_added: 0.1.0
 """
 
 EXAMPLES = r"""
@@ -154,6 +171,23 @@ released:
   returned: always
   type: list
   elements: str
+replaced:
+  description: The failed nodes taken out of the cluster; a host of the same name is deployed on another node.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Host name.
+      type: str
+      sample: demo-worker-1
+    node:
+      description: Id of the failed Ironic node.
+      type: str
+    reason:
+      description: Why the node no longer serves the cluster.
+      type: str
+      sample: "in maintenance: disk failed"
 other_id:
   description: The id that the cluster's name carries on the cloud, when it is not O(cluster_id) (the module failed).
   returned: on failure, when the cluster's name belongs to another cluster
@@ -171,6 +205,9 @@ from ansible_collections.rax.carina.plugins.module_utils.openstack import (
 META_NAME = "carina_name"
 META_PORT = "carina_port"
 MARKS = (META_CLUSTER, META_CLUSTER_ID, META_ROLE, META_NAME, META_PORT)
+# Where a deployed node ends when it fails; from the first two, undeploying (deleted) is allowed.
+UNDEPLOYABLE_FAILURES = ("deploy failed", "error")
+FAILED_STATES = (*UNDEPLOYABLE_FAILURES, "clean failed", "rescue failed", "unrescue failed", "service failed")
 ARGUMENT_SPEC = dict(
     cluster=dict(type="str", required=True),
     cluster_id=dict(type="str", default=""),
@@ -184,6 +221,7 @@ ARGUMENT_SPEC = dict(
     root_gb=dict(type="int", default=10),
     network=dict(type="str"),
     public_key=dict(type="str", no_log=False),
+    wait_ssh=dict(type="bool", default=True),
 )
 MODULE_KWARGS = dict(required_if=[("state", "present", ["role"])])
 
@@ -194,7 +232,7 @@ class IronicHosts(CarinaOpenStackModule):
         self.cluster = self.params["cluster"]
         self.cluster_id = self.params["cluster_id"]
         self.role = self.params["role"]
-        self.result.update(hosts=[], deployed=[], released=[])
+        self.result.update(hosts=[], deployed=[], released=[], replaced=[])
 
     def ours(self, role=None):
         """The cluster's nodes of `role` (all for None), after failing - before any node is touched - when a
@@ -268,7 +306,33 @@ class IronicHosts(CarinaOpenStackModule):
         if p["wait"] and started:
             self.conn.baremetal.wait_for_nodes_provision_state(started, "active", timeout=p["timeout"])
 
+    def take_out(self, node, reason):
+        """A failed node leaves the cluster: VIF, port and marks go; it is undeployed when Ironic allows it from
+        its state, else left to the operator."""
+        name = (node.extra or {}).get(META_NAME, "")
+        if not node.is_maintenance and node.provision_state in UNDEPLOYABLE_FAILURES:
+            self.conn.baremetal.set_node_provision_state(node, "deleted", wait=False)
+        else:
+            self.ansible.warn("node %s (%s of cluster %s) is %s: it was taken out of the cluster and left as it is "
+                              "for the operator; until it is cleaned, its disk may still hold the cluster's data"
+                              % (node.name or node.id, name, self.cluster, reason))
+        self.unmark(node)
+
+    def unmark(self, node):
+        """Nothing of the cluster is left on the node in the cloud: its VIF, its port and its marks go."""
+        port = self.port_of(node)
+        for vif in self.conn.baremetal.list_node_vifs(node):
+            self.conn.baremetal.detach_vif_from_node(node, vif, ignore_missing=True)
+        if port is not None:
+            self.conn.network.delete_port(port, ignore_missing=True)
+        self.conn.baremetal.patch_node(node, [{"op": "remove", "path": "/extra/%s" % k}
+                                              for k in MARKS if k in (node.extra or {})])
+
     def release(self, nodes):
+        failed = [n for n in nodes if failure_of(n)]
+        for node in failed:
+            self.take_out(node, failure_of(node))
+        nodes = [n for n in nodes if n not in failed]
         for node in nodes:
             if node.provision_state not in ("available", "manageable", "enroll"):
                 self.conn.baremetal.set_node_provision_state(node, "deleted", wait=False)
@@ -277,16 +341,11 @@ class IronicHosts(CarinaOpenStackModule):
                 [n for n in nodes if n.provision_state not in ("available", "manageable", "enroll")],
                 "available", timeout=self.params["timeout"])
         for node in nodes:
-            port = self.port_of(node)
-            for vif in self.conn.baremetal.list_node_vifs(node):
-                self.conn.baremetal.detach_vif_from_node(node, vif, ignore_missing=True)
-            if port is not None:
-                self.conn.network.delete_port(port, ignore_missing=True)
-            self.conn.baremetal.patch_node(node, [{"op": "remove", "path": "/extra/%s" % k}
-                                                  for k in MARKS if k in (node.extra or {})])
+            self.unmark(node)
 
-    def pick(self, wanted):
-        """Check the inputs and choose free nodes for `wanted` hosts; fail before touching any."""
+    def pick(self, wanted, replacing=()):
+        """Check the inputs and choose free nodes for `wanted` hosts (`replacing`: those of them that replace
+        failed nodes); fail before touching any."""
         p = self.params
         for option in ("image", "network", "public_key"):
             if not p[option]:
@@ -301,8 +360,9 @@ class IronicHosts(CarinaOpenStackModule):
                                                      resource_class=p["resource_class"])
                 if not n.instance_id and not (n.extra or {}).get(META_CLUSTER) and not n.is_maintenance]
         if len(free) < len(wanted):
-            self.fail("not enough bare metal nodes: %d %s node(s) needed for %s, %d available in resource "
-                      "class %s; no node was touched" % (len(wanted), self.role, self.cluster, len(free),
+            why = " (%s replacing failed nodes)" % ", ".join(replacing) if replacing else ""
+            self.fail("not enough bare metal nodes: %d %s node(s) needed for %s%s, %d available in resource "
+                      "class %s; no node was touched" % (len(wanted), self.role, self.cluster, why, len(free),
                                                          p["resource_class"]))
         free = sorted(free, key=lambda n: n.name or n.id)
         return [(free[i], name) for i, name in enumerate(wanted)], image, network
@@ -330,10 +390,21 @@ class IronicHosts(CarinaOpenStackModule):
             keep = [n for n in existing if (n.extra or {}).get(META_NAME) in p["names"]]
             surplus = [n for n in existing if (n.extra or {}).get(META_NAME) not in p["names"]]
             wanted = [name for name in p["names"] if name not in names]
+        # A failed node is replaced under its name by a free one.
+        broken = [(n, failure_of(n)) for n in keep if failure_of(n)]
+        keep = [n for n in keep if not failure_of(n)]
+        replacing = [(n.extra or {}).get(META_NAME) for n, _reason in broken]
+        wanted = replacing + wanted
 
-        picked, image, network = self.pick(wanted) if wanted else ([], None, None)
+        picked, image, network = self.pick(wanted, replacing) if wanted else ([], None, None)
 
         self.give_id(keep)
+        if broken:
+            self.result["changed"] = True
+            self.result["replaced"] = [dict(name=(n.extra or {}).get(META_NAME), node=n.id, reason=reason)
+                                       for n, reason in broken]
+            for node, reason in broken if not self.check_mode else ():
+                self.take_out(node, reason)
         if surplus:
             self.result["changed"] = True
             self.result["released"] = [(n.extra or {}).get(META_NAME) for n in surplus]
@@ -355,6 +426,8 @@ class IronicHosts(CarinaOpenStackModule):
         nodes = [self.conn.baremetal.get_node(n.id) for n in keep] + [
             self.conn.baremetal.get_node(node.id) for node, _name in picked]
         self.result["hosts"] = [self.describe(n) for n in nodes]
+        self.wait_for_sshd("nodes", {h["name"]: h["address"] for h in self.result["hosts"] if h["name"] in wanted},
+                           "active", "this controller cannot reach their network")
 
     def absent(self):
         if not self.conn.has_service("baremetal"):
@@ -366,6 +439,17 @@ class IronicHosts(CarinaOpenStackModule):
         self.result["released"] = [(n.extra or {}).get(META_NAME) for n in nodes]
         if not self.check_mode:
             self.release(nodes)
+
+
+def failure_of(node):
+    """Why a node of the cluster no longer serves it, or None when it does."""
+    if node.is_maintenance:
+        return "in maintenance: %s" % (getattr(node, "maintenance_reason", None) or getattr(node, "fault", None)
+                                       or "no reason given")
+    if node.provision_state in FAILED_STATES:
+        error = getattr(node, "last_error", None)
+        return "in provision state %s%s" % (node.provision_state, ": %s" % error if error else "")
+    return None
 
 
 def main():

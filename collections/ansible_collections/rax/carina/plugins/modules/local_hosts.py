@@ -138,6 +138,11 @@ options:
         elements: str
         default: []
         version_added: 0.1.0
+      inotify:
+        description:
+          - Inotify instances this host takes from the machine's limit (see O(inotify_per_host), the
+            figure used when this one is not given).
+        type: int
   prune:
     description:
       - Remove host containers of the cluster (with their volumes) that are not listed in O(hosts).
@@ -165,6 +170,19 @@ options:
       - Docker engine to use. Defaults to the E(DOCKER_HOST) environment variable, then
         C(unix:///var/run/docker.sock).
     type: str
+  inotify_per_host:
+    description:
+      - Inotify instances a host to create or start takes from the engine machine's per-user limit
+        C(fs.inotify.max_user_instances), for hosts whose O(hosts[].inotify) is not given. Systemd and
+        the container engine in a host open them; about 8 were counted in a Swarm or load balancer
+        host, 13 to 14 in a Kubernetes host (its kubelet watches too).
+      - When the limit leaves less room than the hosts need, nothing is created and the module says
+        how to raise the limit (a kubelet that cannot open one dies with "too many open files").
+      - Checked only when the engine listens on a local unix socket; the instances counted are those
+        of the socket's owner (the user the containers run as). V(0) here and in every host skips the
+        check.
+    type: int
+    default: 8
 requirements:
   - docker (Python SDK) >= 7.0
 notes:
@@ -278,13 +296,13 @@ import contextlib
 import ipaddress
 import os
 import re
-import socket
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.rax.carina.plugins.module_utils.files import read_bytes, write_atomic
+from ansible_collections.rax.carina.plugins.module_utils.ssh import describe_pending, wait_for_sshd
 
 try:
     from cryptography.hazmat.primitives import serialization
@@ -322,6 +340,41 @@ HOST_CONFIG = {
     "tmpfs": {"/run": "rw,exec,mode=755", "/run/lock": "rw,mode=1777"},
     "cgroupns": "host",
 }
+
+
+INOTIFY_LIMIT = "/proc/sys/fs/inotify/max_user_instances"
+
+
+def inotify_in_use(uid, proc="/proc"):
+    """Inotify instances open by the processes of `uid` (each one is a descriptor on anon_inode:inotify)."""
+    count = 0
+    for pid in os.listdir(proc):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(os.path.join(proc, pid)).st_uid != uid:
+                continue
+            fds = os.path.join(proc, pid, "fd")
+            count += sum(1 for fd in os.listdir(fds) if os.readlink(os.path.join(fds, fd)) == "anon_inode:inotify")
+        except OSError:  # the process ended meanwhile, or its descriptors are not ours to read
+            continue
+    return count
+
+
+def inotify_shortfall(base_url, needed, limit_path=INOTIFY_LIMIT, proc="/proc"):
+    """None, or (limit, in use, needed) when new hosts that need `needed` inotify instances in all would
+    not fit in the limit of the user of the engine at `base_url`. Only a local unix socket's engine is
+    looked at."""
+    if needed <= 0 or not base_url.startswith("unix://"):
+        return None
+    try:
+        owner = os.stat(base_url[len("unix://"):]).st_uid
+        with open(limit_path) as handle:
+            limit = int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+    used = inotify_in_use(owner, proc)
+    return (limit, used, needed) if limit - used < needed else None
 
 
 class LocalHosts:
@@ -666,27 +719,13 @@ class LocalHosts:
                 )
 
     def wait_for_ssh(self, addresses):
-        deadline = time.time() + self.params["wait_timeout"]
-        pending = dict(addresses)
-        while pending:
-            for name, addr in list(pending.items()):
-                try:
-                    with socket.create_connection((addr, 22), timeout=2) as sock:
-                        sock.settimeout(2)
-                        if sock.recv(4).startswith(b"SSH-"):
-                            del pending[name]
-                except OSError:
-                    pass
-            if pending:
-                self.fail_if_stopped(pending)
-            if pending and time.time() > deadline:
-                self.module.fail_json(
-                    msg="sshd did not answer within %ss on %s; check `docker logs` of those containers"
-                    % (self.params["wait_timeout"], ", ".join("%s (%s)" % kv for kv in sorted(pending.items()))),
-                    **self.result
-                )
-            if pending:
-                time.sleep(0.3)
+        pending = wait_for_sshd(addresses, self.params["wait_timeout"], poll=0.3, while_pending=self.fail_if_stopped)
+        if pending:
+            self.module.fail_json(
+                msg="sshd did not answer within %ss on %s; check `docker logs` of those containers"
+                % (self.params["wait_timeout"], describe_pending(pending)),
+                **self.result
+            )
 
     def describe(self, wanted_names):
         hosts = []
@@ -739,13 +778,14 @@ class LocalHosts:
         self.check_owner()
         existing = self.existing_containers()
         subnet = self.validate(existing)
-        if self.params["ssh_key"]:
-            self.params["public_key"] = self.ensure_key_pair(self.params["ssh_key"])
         wanted = {h["name"]: h for h in self.params["hosts"]}
-        self.result["network"] = self.ensure_network(subnet)
-
         to_create = [h for h in self.params["hosts"] if h["name"] not in existing]
         to_start = [n for n in wanted if n in existing and existing[n]["State"] != "running"]
+        self.check_inotify_room(to_create + [wanted[n] for n in to_start])
+        if self.params["ssh_key"]:
+            self.params["public_key"] = self.ensure_key_pair(self.params["ssh_key"])
+        self.result["network"] = self.ensure_network(subnet)
+
         to_remove = []
         if self.params["prune"]:
             to_remove = sorted(n for n, c in existing.items()
@@ -780,6 +820,21 @@ class LocalHosts:
             self.wait_for_ssh({h["name"]: h["address"] for h in self.result["hosts"]})
         if self.params["known_hosts"]:
             self.keep_known_hosts(self.params["known_hosts"], self.result["hosts"])
+
+    def check_inotify_room(self, hosts):
+        """Refuse, before anything is made, hosts to create or start that the machine's inotify limit has
+        no room for."""
+        default = self.params["inotify_per_host"]
+        needs = sum(default if h["inotify"] is None else h["inotify"] for h in hosts)
+        short = inotify_shortfall(self.base_url, needs)
+        if short:
+            limit, used, needed = short
+            self.module.fail_json(
+                msg="this machine's inotify limit has no room for %d more host(s) of cluster %s: "
+                    "fs.inotify.max_user_instances is %d, %d are in use, the hosts need about %d (a kubelet "
+                    "that cannot open one dies with 'too many open files'). Raise it, for example: "
+                    "sysctl -w fs.inotify.max_user_instances=%d"
+                    % (len(hosts), self.cluster, limit, used, needed, max(1024, 2 * (used + needed))))
 
     def host_key(self, name):
         """The host's ed25519 public key (type and key), read through the engine; the image makes it at
@@ -890,6 +945,7 @@ def main():
                     engine_volume=dict(type="bool", default=True),
                     volumes=dict(type="list", elements="str", default=[]),
                     devices=dict(type="list", elements="str", default=[]),
+                    inotify=dict(type="int"),
                 ),
             ),
             prune=dict(type="bool", default=False),
@@ -898,6 +954,7 @@ def main():
             known_hosts=dict(type="path"),
             ssh_key=dict(type="path", no_log=False),
             docker_host=dict(type="str"),
+            inotify_per_host=dict(type="int", default=8),
         ),
         supports_check_mode=True,
     )

@@ -121,8 +121,11 @@ options:
     type: str
   ports:
     description:
-      - Ingress rules of the cluster's common security group (egress stays open).
-      - Rules are only added; a rule no longer listed stays until the cluster is removed.
+      - Ingress rules of the cluster's common security group C(<security_group>) (egress stays open).
+      - The module makes that group with the description C(carina cluster <cluster>) (followed by C(id <cluster_id>)
+        with a O(cluster_id)) and then owns its ingress rules, so a rule that is no longer listed (an SSH rule for a
+        client range that changed) is removed after the listed ones are added. Every role's call must pass the same
+        list. A group of that name with another description, made by someone else, only gains rules.
     type: list
     elements: dict
     default: []
@@ -186,6 +189,15 @@ options:
     description: More metadata for the servers.
     type: dict
     default: {}
+  wait_ssh:
+    description:
+      - With O(wait), also wait (within O(timeout)) until the servers this run creates answer with an SSH
+        banner on port 22 at the address the controller uses (the floating IP, else the fixed address), since an
+        ACTIVE server is still booting and the plays after this module would find it unreachable.
+      - Turn it off when the controller reaches the servers only through a jump host.
+    type: bool
+    default: true
+    version_added: 0.1.0
 """
 
 EXAMPLES = r"""
@@ -324,6 +336,7 @@ ARGUMENT_SPEC = dict(
     floating_ip=dict(type="bool", default=False),
     external_network=dict(type="str"),
     metadata=dict(type="dict", default={}),
+    wait_ssh=dict(type="bool", default=True),
 )
 MODULE_KWARGS = dict(required_if=[("state", "present", ["role"]), ("floating_ip", True, ["external_network"])])
 
@@ -379,6 +392,7 @@ class NovaHosts(CarinaOpenStackModule):
         return not (self.cluster_id and other_id and other_id != self.cluster_id)
 
     def is_role_group(self, sg, role):
+        """Whether `sg` is this cluster's group of `role` (None: the common group)."""
         owner = self.group_owner(sg)
         return owner is not None and owner[0] == role and self.owned(owner[1])
 
@@ -500,7 +514,7 @@ class NovaHosts(CarinaOpenStackModule):
         for rule in self.params["ports"]:
             low, high = port_range(rule["port"], rule["protocol"])
             wanted[rule_key(protocol=rule["protocol"], low=low, high=high, prefix=rule["remote_ip_prefix"])] = True
-        self.ensure_rules(common, wanted)
+        self.ensure_rules(common, wanted, prune=common is None or self.is_role_group(common, None))
 
         role_sg = self.ensure_group(self.role_sg_name(self.role), self.role)
         common_id = common.id if common is not None else None
@@ -618,6 +632,16 @@ class NovaHosts(CarinaOpenStackModule):
             self.conn.network.create_ip(floating_network_id=external.id, port_id=ports[0].id,
                                         description=description)
 
+    def with_floating_ips(self, servers, found):
+        """The servers again, each with a floating IP from the external network (attached when it has none)."""
+        external = found.get("external") or self.conn.network.find_network(self.params["external_network"],
+                                                                           ignore_missing=False)
+        self.attach_floating_ips(servers, external)
+        if self.params["wait"]:
+            self.wait_for("floating IPs to show on the servers",
+                          lambda: all(server_addresses(self.conn.compute.get_server(s.id))[1] for s in servers))
+        return [self.conn.compute.get_server(s.id) for s in servers]
+
     def delete_servers(self, servers):
         for server in servers:
             for port in self.conn.network.ports(device_id=server.id):
@@ -679,13 +703,11 @@ class NovaHosts(CarinaOpenStackModule):
         created = self.create_servers(missing, found, group_id) if missing else []
         servers = [self.conn.compute.get_server(s.id) for s in keep] + created
         if p["floating_ip"] and servers:
-            self.attach_floating_ips(servers, found.get("external") or self.conn.network.find_network(
-                p["external_network"], ignore_missing=False))
-            if p["wait"]:
-                self.wait_for("floating IPs to show on the servers",
-                              lambda: all(server_addresses(self.conn.compute.get_server(s.id))[1] for s in servers))
-            servers = [self.conn.compute.get_server(s.id) for s in servers]
+            servers = self.with_floating_ips(servers, found)
         self.result["hosts"] = [self.describe(s) for s in servers]
+        self.wait_for_sshd("servers", {h["name"]: h["floating_ip"] or h["address"]
+                                       for h in self.result["hosts"] if h["name"] in missing},
+                           "ACTIVE", "port 22 is closed to this controller (see ports)")
 
     def absent(self):
         servers = self.of_role(self.cluster_servers(), self.role)

@@ -21,6 +21,8 @@ description:
     last time on another member), and each health monitor checks every 2 s (2 s timeout) and takes a member out
     after 2 failed checks. Listeners and monitors made by earlier releases are set to these values.
   - Optionally puts a floating IP on the VIP.
+  - Optionally lets only some client ranges through every listener (O(allowed_cidrs)), keeping the VIP
+    subnet's own hosts in.
   - With O(state=absent), deletes the load balancer with everything under it (cascade) and its
     floating IP.
   - With a O(cluster_id), the load balancer and the listeners, pools, health monitors and members the
@@ -110,6 +112,16 @@ options:
         description: Path of HTTP(S) health checks.
         type: str
         default: /
+  allowed_cidrs:
+    description:
+      - Who may connect to the listeners, as CIDRs. An empty list, or one that holds V(0.0.0.0/0), lets anyone
+        in. Left out, the listeners keep what they let in (new ones let anyone in).
+      - A narrower list goes on every listener as Octavia's C(allowed_cidrs), together with the CIDR of the
+        VIP's subnet, so that the cluster's own hosts on that subnet (kubelets, the masters themselves)
+        still reach the API through the load balancer. Listeners are updated when the list changes.
+    type: list
+    elements: str
+    version_added: 0.1.0
   members:
     description: The masters behind every listener.
     type: list
@@ -172,6 +184,17 @@ load_balancer:
       description: Octavia's provisioning status.
       type: str
       sample: ACTIVE
+    vip_subnet_cidr:
+      description: CIDR of the VIP's subnet (empty in check mode when the subnet is not found).
+      type: str
+      sample: 198.18.100.0/24
+    allowed_cidrs:
+      description:
+        - What every listener lets in after the run (O(allowed_cidrs) and the VIP subnet); empty is anyone.
+        - Without O(allowed_cidrs), what the first listener lets in.
+      type: list
+      elements: str
+      sample: ["198.19.200.0/24", "198.18.100.0/24"]
 members:
   description: Member addresses of each listener port after the run.
   returned: when state is present
@@ -188,6 +211,7 @@ other_id:
   type: str
 """
 
+import ipaddress
 import time
 
 from ansible_collections.rax.carina.plugins.module_utils.openstack import CarinaOpenStackModule, Conflict
@@ -229,6 +253,7 @@ ARGUMENT_SPEC = dict(
     sync_members=dict(type="bool", default=True),
     floating_ip=dict(type="bool", default=False),
     external_network=dict(type="str"),
+    allowed_cidrs=dict(type="list", elements="str"),
 )
 MODULE_KWARGS = dict(required_if=[("floating_ip", True, ["external_network"])])
 
@@ -240,6 +265,7 @@ class OctaviaLB(CarinaOpenStackModule):
         self.cluster_id = self.params["cluster_id"]
         self.result.update(actions=[])
         self.lb = None
+        self.subnet_cidr = None
 
     # -- the cluster's id -------------------------------------------------------------------
     def tagged(self, **kwargs):
@@ -313,20 +339,61 @@ class OctaviaLB(CarinaOpenStackModule):
         self.lb = self.write("create load balancer %s" % self.name, self.conn.load_balancer.create_load_balancer,
                              **kwargs)
 
-    def ensure_listener(self, spec):
+    def vip_subnet_cidr(self):
+        """CIDR of the VIP's subnet ('' when it cannot be found: check mode before the subnet exists)."""
+        if self.subnet_cidr is None:
+            subnet = None
+            if self.lb is not None and self.lb.vip_subnet_id:
+                subnet = self.conn.network.get_subnet(self.lb.vip_subnet_id)
+            elif self.params["vip_subnet"]:
+                subnet = self.conn.network.find_subnet(self.params["vip_subnet"], ignore_missing=True)
+            self.subnet_cidr = subnet.cidr if subnet is not None else ""
+        return self.subnet_cidr
+
+    def allowed_cidrs(self):
+        """What the listeners let in: [] for anyone, else O(allowed_cidrs) and the VIP subnet, each once;
+        None to leave them as they are."""
+        given = self.params["allowed_cidrs"]
+        if given is None:
+            return None
+        if not given or any(ipaddress.ip_network(c, strict=False).prefixlen == 0 for c in given):
+            return []
+        subnet = self.vip_subnet_cidr()
+        return sorted(set(given + ([subnet] if subnet else [])))
+
+    def listeners_allow(self):
+        """What the load balancer's first listener lets in ([] is anyone)."""
+        if self.lb is None or not self.lb.id:
+            return []
+        listener = next(iter(self.conn.load_balancer.listeners(load_balancer_id=self.lb.id)), None)
+        return sorted(getattr(listener, "allowed_cidrs", None) or [])
+
+    def listener_of(self, spec, lname):
+        """The listener on the spec's port, made or brought to the wanted settings (None in check mode when it
+        would be made)."""
         port = spec["port"]
-        lname = "%s-%d" % (self.name, port)
         listener = None
+        allowed = self.allowed_cidrs()
         if self.lb is not None:
             listener = next((x for x in self.conn.load_balancer.listeners(load_balancer_id=self.lb.id)
                              if x.protocol_port == port), None)
         if listener is None:
+            kwargs = dict(LISTENER_TIMEOUTS, allowed_cidrs=allowed) if allowed else dict(LISTENER_TIMEOUTS)
             listener = self.write("create listener %s" % lname, self.conn.load_balancer.create_listener,
                                   **self.tagged(name=lname, load_balancer_id=self.lb.id if self.lb else None,
-                                                protocol=spec["protocol"], protocol_port=port, **LISTENER_TIMEOUTS))
-        elif differs(listener, LISTENER_TIMEOUTS):
-            self.write("set the member connect timeout of listener %s" % lname,
-                       self.conn.load_balancer.update_listener, listener, **LISTENER_TIMEOUTS)
+                                                protocol=spec["protocol"], protocol_port=port, **kwargs))
+        else:
+            if differs(listener, LISTENER_TIMEOUTS):
+                self.write("set the member connect timeout of listener %s" % lname,
+                           self.conn.load_balancer.update_listener, listener, **LISTENER_TIMEOUTS)
+            if allowed is not None and sorted(getattr(listener, "allowed_cidrs", None) or []) != allowed:
+                self.write("let %s through listener %s" % (", ".join(allowed) or "anyone", lname),
+                           self.conn.load_balancer.update_listener, listener, allowed_cidrs=allowed)
+        return listener
+
+    def ensure_listener(self, spec):
+        lname = "%s-%d" % (self.name, spec["port"])
+        listener = self.listener_of(spec, lname)
         if listener is None:  # check mode
             return None
         # Octavia filters pools by name, not by listener: the listener's default pool is the one.
@@ -391,6 +458,11 @@ class OctaviaLB(CarinaOpenStackModule):
         return ip.floating_ip_address if ip else ""
 
     def present(self):
+        for cidr in self.params["allowed_cidrs"] or []:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                self.fail("allowed_cidrs: %s is not a network in CIDR form (%s)" % (cidr, exc))
         if self.params["floating_ip"] and self.conn.network.find_network(
                 self.params["external_network"], ignore_missing=True) is None:
             self.fail("external network %s not found" % self.params["external_network"])
@@ -407,7 +479,8 @@ class OctaviaLB(CarinaOpenStackModule):
         self.result["members"] = members
         self.result["load_balancer"] = dict(
             id=lb.id if lb else "", vip_address=lb.vip_address if lb else "", floating_ip=floating,
-            provisioning_status=lb.provisioning_status if lb else "")
+            provisioning_status=lb.provisioning_status if lb else "", vip_subnet_cidr=self.vip_subnet_cidr(),
+            allowed_cidrs=self.allowed_cidrs() if self.params["allowed_cidrs"] is not None else self.listeners_allow())
 
     def absent(self):
         lb = self.find_lb()

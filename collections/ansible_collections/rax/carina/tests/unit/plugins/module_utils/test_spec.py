@@ -1416,6 +1416,38 @@ def test_ssh_cidr_defaults_to_anywhere_then_keeps_the_recorded_one():
     assert spec.fill_openstack({}, {"openstack": {"ssh_cidr": "198.19.250.0/24"}})["ssh_cidr"] == "198.19.250.0/24"
 
 
+@pytest.mark.parametrize("value, wanted", [
+    (["198.19.250.0/24"], ["198.19.250.0/24"]),
+    ("198.19.250.0/24, 198.18.0.7/32 198.19.250.0/24", ["198.19.250.0/24", "198.18.0.7/32"]),
+    (["0.0.0.0/0"], ["0.0.0.0/0"]),
+])
+def test_api_cidrs_are_ipv4_networks_each_once(value, wanted):
+    options = spec.fill_openstack(dict(api_cidrs=value), {})
+    assert options["api_cidrs"] == wanted and spec.provider_problems("openstack", options) == []
+
+
+@pytest.mark.parametrize("value, problem", [
+    (["anywhere"], "api_cidrs 'anywhere': give an IPv4 network"),
+    (["198.18.0.7/16"], "api_cidrs '198.18.0.7/16': give an IPv4 network in CIDR form"),
+    (["2001:db8::/32"], "api_cidrs 2001:db8::/32: give an IPv4 network"),
+    ([], "api_cidrs []: give 1 to 16 IPv4 networks"),
+    ("", "api_cidrs []: give 1 to 16 IPv4 networks"),
+    (["198.18.%d.0/24" % i for i in range(17)], "api_cidrs ['198.18.0.0/24'"),
+    (42, "api_cidrs 42: give 1 to 16"),
+])
+def test_bad_api_cidrs_are_refused(value, problem):
+    options = spec.fill_openstack(dict(api_cidrs=value), {})
+    [found] = spec.provider_problems("openstack", options)
+    assert found.startswith(problem), found
+
+
+def test_api_cidrs_default_to_anywhere_then_keep_the_recorded_ones():
+    assert spec.fill_openstack({}, {})["api_cidrs"] == ["0.0.0.0/0"]
+    recorded = {"openstack": {"api_cidrs": ["198.19.250.0/24"]}}
+    assert spec.fill_openstack({}, recorded)["api_cidrs"] == ["198.19.250.0/24"]
+    assert spec.fill_openstack({"api_cidrs": ["198.18.0.0/15"]}, recorded)["api_cidrs"] == ["198.18.0.0/15"]
+
+
 def a_24_of(index):
     """The first /24 of one of the private ranges (derived: tests name no private range outside 198.18.0.0/15)."""
     return str(next(spec.PRIVATE_RANGES[index].subnets(new_prefix=24)))

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from ansible_collections.rax.carina.plugins.module_utils import openstack as os_utils
+from ansible_collections.rax.carina.plugins.module_utils import ssh
 from ansible_collections.rax.carina.plugins.modules import ironic_hosts
 from ansible_collections.rax.carina.tests.unit.plugins.modules.module_runner import run_module
 
@@ -87,6 +88,11 @@ class FakeIronic:
 def cloud(monkeypatch):
     fake = FakeIronic()
     monkeypatch.setattr(os_utils.openstack, "connect", lambda **kw: fake)
+    fake.ssh_probes = []  # the addresses the module waited on, in order
+    fake.ssh_down = set()  # addresses whose sshd never answers
+    monkeypatch.setattr(ssh, "sshd_answers", lambda address: fake.ssh_probes.append(address) or
+                        address not in fake.ssh_down)
+    monkeypatch.setattr(ssh.time, "sleep", lambda s: None)
     return fake
 
 
@@ -234,3 +240,86 @@ def test_with_no_id_known_a_cluster_with_an_id_is_refused_until_its_id_is_given(
     assert gone["released"] == ["demo-worker-1", "demo-worker-2"]
     assert all(n.extra == {} and n.provision_state == "available" for n in cloud.nodes.values())
     assert cloud.ports == {}
+
+
+# -- failed nodes -------------------------------------------------------------------------------
+def warned(result):
+    """The texts of the result's warnings (plain strings, or the event summaries of newer ansible-core)."""
+    return [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
+
+
+def fail_node(cloud, name, **state):
+    node = next(n for n in cloud.nodes.values() if n.extra.get("carina_name") == name)
+    for key, value in state.items():
+        setattr(node, key, value)
+    return node
+
+
+def test_a_node_in_maintenance_is_replaced_under_its_name_and_left_to_the_operator(cloud, capsys):
+    run(capsys, BASE)
+    broken = fail_node(cloud, "demo-worker-1", is_maintenance=True, maintenance_reason="disk failed")
+    check = run(capsys, BASE, check_mode=True)
+    assert check["changed"] is True and check["deployed"] == ["demo-worker-1"]
+    assert check["replaced"] == [{"name": "demo-worker-1", "node": broken.id, "reason": "in maintenance: disk failed"}]
+    assert broken.extra["carina_name"] == "demo-worker-1" and len(cloud.ports) == 2
+    result = run(capsys, BASE)
+    assert result["changed"] is True and result["deployed"] == ["demo-worker-1"], result
+    assert result["replaced"][0]["node"] == broken.id
+    assert any("bm-1 (demo-worker-1 of cluster demo) is in maintenance: disk failed" in w for w in warned(result))
+    hosts = {h["name"]: h["node"] for h in result["hosts"]}
+    assert sorted(hosts) == ["demo-worker-1", "demo-worker-2"] and hosts["demo-worker-1"] != broken.id
+    # The failed node keeps its state for the operator; nothing of the cluster is left on it in Ironic.
+    assert broken.provision_state == "active" and broken.extra == {} and broken.vifs == []
+    assert len(cloud.ports) == 2
+    again = run(capsys, BASE)
+    assert again["changed"] is False and again["replaced"] == []
+
+
+def test_a_node_whose_deploy_failed_is_undeployed_and_replaced(cloud, capsys):
+    run(capsys, dict(BASE, count=1))
+    broken = fail_node(cloud, "demo-worker-1", provision_state="deploy failed", last_error="timed out")
+    result = run(capsys, dict(BASE, count=1))
+    assert result["replaced"] == [{"name": "demo-worker-1", "node": broken.id,
+                                   "reason": "in provision state deploy failed: timed out"}]
+    assert not any("deploy failed" in w for w in warned(result))
+    assert broken.provision_state == "available" and broken.extra == {}  # undeployed (the fake cleans at once)
+    assert [h["name"] for h in result["hosts"]] == ["demo-worker-1"]
+
+
+def test_without_a_free_node_a_failed_one_is_not_touched(cloud, capsys):
+    run(capsys, dict(BASE, count=3))
+    broken = fail_node(cloud, "demo-worker-2", is_maintenance=True, maintenance_reason=None)
+    before, touched = snapshot(cloud), len(cloud.touched)
+    result = run(capsys, dict(BASE, count=3))
+    assert result["failed"] is True
+    assert result["msg"] == ("not enough bare metal nodes: 1 worker node(s) needed for demo (demo-worker-2 replacing "
+                             "failed nodes), 0 available in resource class baremetal; no node was touched")
+    assert snapshot(cloud) == before and len(cloud.touched) == touched
+    # Giving the failed host back instead takes the node out without waiting for an undeploy.
+    fewer = run(capsys, dict(BASE, count=2, remove=["demo-worker-2"]))
+    assert fewer["released"] == ["demo-worker-2"] and broken.extra == {} and broken.provision_state == "active"
+    assert any("bm-2 (demo-worker-2 of cluster demo) is in maintenance: no reason given" in w for w in warned(fewer))
+
+
+def test_deployed_nodes_are_waited_for_until_their_sshd_answers(cloud, capsys):
+    first = run(capsys, dict(BASE, count=1))
+    assert cloud.ssh_probes == [first["hosts"][0]["address"]]
+    cloud.ssh_probes.clear()
+    grown = run(capsys, BASE)
+    assert cloud.ssh_probes == [grown["hosts"][1]["address"]]  # only the node this run deployed
+    cloud.ssh_probes.clear()
+    assert run(capsys, BASE)["changed"] is False
+    assert cloud.ssh_probes == []
+
+
+def test_a_node_whose_sshd_never_answers_fails_the_run_and_stays_deployed(cloud, capsys):
+    cloud.ssh_down.add("198.18.100.21")
+    result = run(capsys, dict(BASE, count=1, timeout=0))
+    assert result["failed"] is True
+    assert result["msg"] == ("nodes demo-worker-1 (198.18.100.21) are active but their sshd did not answer within "
+                             "0s; they may still be booting (run again to go on with them), or this controller "
+                             "cannot reach their network")
+    assert [n.provision_state for n in cloud.nodes.values()].count("active") == 1
+    cloud.ssh_down.clear()
+    again = run(capsys, dict(BASE, count=1))
+    assert again["changed"] is False and again["hosts"][0]["name"] == "demo-worker-1"

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from ansible_collections.rax.carina.plugins.module_utils import openstack as os_utils
+from ansible_collections.rax.carina.plugins.module_utils import ssh
 from ansible_collections.rax.carina.plugins.modules import nova_hosts
 from ansible_collections.rax.carina.tests.unit.plugins.modules.module_runner import run_module
 
@@ -196,6 +197,11 @@ def cloud(monkeypatch):
     fake = FakeCloud()
     monkeypatch.setattr(os_utils.openstack, "connect", lambda **kw: fake)
     monkeypatch.setattr(os_utils.time, "sleep", lambda s: None)
+    fake.ssh_probes = []  # the addresses the module waited on, in order
+    fake.ssh_down = set()  # addresses whose sshd never answers
+    monkeypatch.setattr(ssh, "sshd_answers", lambda address: fake.ssh_probes.append(address) or
+                        address not in fake.ssh_down)
+    monkeypatch.setattr(ssh.time, "sleep", lambda s: None)
     return fake
 
 
@@ -277,6 +283,7 @@ def test_quota_error_deletes_what_this_run_made(cloud, capsys):
 def test_floating_ips(cloud, capsys):
     result = run(capsys, dict(BASE, count=1, floating_ip=True, external_network="public"))
     assert result["hosts"][0]["floating_ip"].startswith("198.18.101.")
+    assert cloud.ssh_probes == [result["hosts"][0]["floating_ip"]]  # where the controller reaches it
     assert run(capsys, dict(BASE, count=1, floating_ip=True, external_network="public"))["changed"] is False
 
 
@@ -362,7 +369,7 @@ def test_existing_servers_join_groups_they_miss(cloud, capsys):
     assert run(capsys, ROLE)["changed"] is False
 
 
-def test_role_rules_follow_role_ports_common_rules_only_grow(cloud, capsys):
+def test_role_and_common_rules_follow_role_ports_and_ports(cloud, capsys):
     run(capsys, ROLE)
     common = cloud.group("carina-demo")
     moved = dict(ROLE, ports=[{"port": "2222"}], role_ports=[{"port": "2376", "from": "cluster"}])
@@ -371,8 +378,25 @@ def test_role_rules_follow_role_ports_common_rules_only_grow(cloud, capsys):
     result = run(capsys, moved)
     assert result["changed"] is True
     assert cloud.ingress("carina-demo-manager") == {("tcp", 2376, 2376, None, common.id)}
-    assert cloud.ingress("carina-demo") == {("tcp", 22, 22, "0.0.0.0/0", None), ("tcp", 2222, 2222, "0.0.0.0/0", None)}
+    assert cloud.ingress("carina-demo") == {("tcp", 2222, 2222, "0.0.0.0/0", None)}
     assert run(capsys, moved)["changed"] is False
+
+
+def test_a_narrower_ssh_range_replaces_the_wider_one(cloud, capsys):
+    run(capsys, ROLE)
+    narrower = dict(ROLE, ports=[{"port": "22", "remote_ip_prefix": "198.19.200.0/24"}])
+    result = run(capsys, narrower)
+    assert result["changed"] is True
+    assert cloud.ingress("carina-demo") == {("tcp", 22, 22, "198.19.200.0/24", None)}
+    assert run(capsys, narrower)["changed"] is False
+
+
+def test_a_foreign_group_of_the_common_name_is_not_pruned(cloud, capsys):
+    sg = cloud.create_sg("carina-demo", "made by hand")
+    cloud.create_rule(security_group_id=sg.id, direction="ingress", ethertype="IPv4", protocol="tcp",
+                      port_range_min=8080, port_range_max=8080, remote_ip_prefix="0.0.0.0/0")
+    run(capsys, ROLE)
+    assert cloud.ingress("carina-demo") == {("tcp", 8080, 8080, "0.0.0.0/0", None), ("tcp", 22, 22, "0.0.0.0/0", None)}
 
 
 def test_a_foreign_group_of_the_role_name_is_not_pruned(cloud, capsys):
@@ -540,3 +564,32 @@ def test_a_malformed_id_is_refused(cloud, capsys):
     result = run(capsys, dict(ROLE, cluster_id="not an id"))
     assert result["failed"] is True and "cluster_id 'not an id'" in result["msg"]
     assert cloud.servers == {} and cloud.security_groups == {}
+
+
+def test_new_servers_are_waited_for_until_their_sshd_answers(cloud, capsys):
+    first = run(capsys, dict(BASE, count=2))
+    assert sorted(cloud.ssh_probes) == sorted(h["address"] for h in first["hosts"])
+    cloud.ssh_probes.clear()
+    grown = run(capsys, dict(BASE, count=3))
+    assert cloud.ssh_probes == [grown["hosts"][2]["address"]]  # only the server this run made
+    cloud.ssh_probes.clear()
+    assert run(capsys, dict(BASE, count=3))["changed"] is False
+    assert cloud.ssh_probes == []
+    run(capsys, dict(BASE, count=4, wait_ssh=False))
+    assert cloud.ssh_probes == []
+
+
+def test_a_server_whose_sshd_never_answers_fails_the_run_and_is_kept(cloud, capsys, monkeypatch):
+    monkeypatch.setattr(ssh, "sshd_answers", lambda address: cloud.ssh_probes.append(address) and False)
+    result = run(capsys, dict(BASE, count=1, timeout=0))
+    [server] = cloud.servers.values()
+    address = server.addresses["private"][0]["addr"]
+    assert result["failed"] is True
+    assert result["msg"] == ("servers demo-manager-1 (%s) are ACTIVE but their sshd did not answer within 0s; they "
+                             "may still be booting (run again to go on with them), or port 22 is closed to this "
+                             "controller (see ports)" % address)
+    assert cloud.ssh_probes[0] == address
+    assert server.name == "demo-manager-1" and server.status == "ACTIVE"
+    monkeypatch.setattr(ssh, "sshd_answers", lambda address: True)
+    again = run(capsys, dict(BASE, count=1))
+    assert again["changed"] is False and again["hosts"][0]["name"] == "demo-manager-1"

@@ -24,7 +24,7 @@ class FakeOctavia:
         self.lbs, self.listeners, self.pools, self.monitors, self.members = {}, {}, {}, {}, {}
         self.floating = {}
         self.conflicts = 0
-        self.subnet = SimpleNamespace(id="sub1", name="private-subnet")
+        self.subnet = SimpleNamespace(id="sub1", name="private-subnet", cidr="198.18.100.0/24")
         self.external = SimpleNamespace(id="ext1", name="public")
         self.load_balancer = SimpleNamespace(
             find_load_balancer=lambda name, ignore_missing=True: next(
@@ -48,6 +48,7 @@ class FakeOctavia:
         )
         self.network = SimpleNamespace(
             find_subnet=lambda name, ignore_missing=True: self.subnet if name in ("sub1", "private-subnet") else None,
+            get_subnet=lambda subnet_id: self.subnet if subnet_id == "sub1" else None,
             find_network=lambda name, ignore_missing=True: self.external if name == "public" else None,
             ips=lambda port_id: [ip for ip in self.floating.values() if ip.port_id == port_id],
             create_ip=self.create_ip,
@@ -200,6 +201,37 @@ def test_floating_ip_on_the_vip_and_absent(cloud, capsys):
     gone = run(capsys, {"cloud": "devstack", "cluster": "demo", "state": "absent"})
     assert gone["changed"] is True and cloud.lbs == {} and cloud.floating == {}
     assert run(capsys, {"cloud": "devstack", "cluster": "demo", "state": "absent"})["changed"] is False
+
+
+def test_allowed_cidrs_go_on_every_listener_with_the_vip_subnet(cloud, capsys):
+    args = dict(BASE, allowed_cidrs=["198.19.200.0/24"], listeners=[{"port": 2376}, {"port": 6443}])
+    result = run(capsys, args)
+    assert result["load_balancer"]["allowed_cidrs"] == ["198.18.100.0/24", "198.19.200.0/24"]
+    assert result["load_balancer"]["vip_subnet_cidr"] == "198.18.100.0/24"
+    assert [x.allowed_cidrs for x in cloud.listeners.values()] == [["198.18.100.0/24", "198.19.200.0/24"]] * 2
+    assert run(capsys, args)["changed"] is False
+    # Narrowed, then opened again: the listeners follow, and say so.
+    result = run(capsys, dict(args, allowed_cidrs=["198.19.200.7/32"]))
+    assert result["changed"] is True
+    assert "let 198.18.100.0/24, 198.19.200.7/32 through listener carina-demo-2376" in result["actions"]
+    assert [x.allowed_cidrs for x in cloud.listeners.values()] == [["198.18.100.0/24", "198.19.200.7/32"]] * 2
+    result = run(capsys, dict(args, allowed_cidrs=["0.0.0.0/0"]))
+    assert "let anyone through listener carina-demo-6443" in result["actions"]
+    assert [x.allowed_cidrs for x in cloud.listeners.values()] == [[], []]
+    assert result["load_balancer"]["allowed_cidrs"] == []
+    assert run(capsys, dict(args, allowed_cidrs=[]))["changed"] is False
+    # Left out, the listeners keep what they let in (the members entry point syncs members only).
+    run(capsys, dict(args, allowed_cidrs=["198.19.200.0/24"]))
+    result = run(capsys, {k: v for k, v in args.items() if k != "allowed_cidrs"})
+    assert result["changed"] is False
+    assert result["load_balancer"]["allowed_cidrs"] == ["198.18.100.0/24", "198.19.200.0/24"]
+
+
+def test_a_bad_allowed_cidr_fails_before_anything(cloud, capsys):
+    result = run(capsys, dict(BASE, allowed_cidrs=["198.19.200.0/24", "198.19.200.1/24"]))
+    assert result["failed"] is True
+    assert result["msg"].startswith("allowed_cidrs: 198.19.200.1/24 is not a network in CIDR form")
+    assert cloud.lbs == {}
 
 
 def test_unknown_subnet_fails_before_anything(cloud, capsys):
