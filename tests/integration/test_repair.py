@@ -140,7 +140,39 @@ def etcd_members(master: str) -> list[dict]:
     return json.loads(out)["members"]
 
 
-def test_repair_replaces_a_lost_kubernetes_master_and_its_etcd_member(tmp_path):
+def lose_master(master: str) -> None:
+    """The master's host is gone for good: etcd's data lived in the container, so its member is lost."""
+    docker("rm", "-f", "-v", master)
+    docker("volume", "rm", f"{master}-containerd")
+
+
+def assert_whole_kubernetes(home: Path, tmp_path: Path, masters: list[str]) -> list[dict]:
+    """HEALTHY, one serving etcd member per master, every node Ready; returns the etcd members."""
+    data = json.loads(carina(home, "get", KUBE, "-o", "json").stdout)
+    assert (data["status"], data["health"]) == ("UPDATE_COMPLETE", "HEALTHY"), data.get("health_reason")
+    members = etcd_members(masters[0])
+    assert sorted(m["name"] for m in members) == masters, members
+    health = subprocess.run(
+        ["docker", "exec", masters[0], "etcdctl", "--cacert=/etc/kubernetes/pki/etcd/ca.pem",
+         "--cert=/etc/kubernetes/pki/etcd/apiserver-client.pem",
+         "--key=/etc/kubernetes/pki/etcd/apiserver-client-key.pem", "endpoint", "health", "--cluster"],
+        capture_output=True, text=True, timeout=60, check=False)
+    # etcdctl reports health on stderr.
+    assert health.returncode == 0 and (health.stdout + health.stderr).count("is healthy") == 3, health.stderr
+    nodes = kubectl(home, tmp_path, "get nodes --no-headers")
+    rows = [line.split() for line in nodes.stdout.splitlines()]
+    assert sorted(r[0] for r in rows) == [*masters, f"{KUBE}-node-1"], nodes.stdout + nodes.stderr
+    assert all(r[1] == "Ready" for r in rows), nodes.stdout
+    return members
+
+
+def kubectl(home: Path, tmp_path: Path, args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", f'eval "$(carina env {KUBE})" && {KUBECTL} {args}'],
+                          env=os.environ | {"CARINA_HOME": str(home), "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_repair_replaces_lost_kubernetes_masters_and_restores_etcd_after_a_lost_majority(tmp_path):
     home = tmp_path / "home"
     masters = [f"{KUBE}-master-{i}" for i in (1, 2, 3)]
     proc = carina(home, "create", KUBE, "--coe", "kubernetes", "--masters", "3", "--nodes", "1", "--wait")
@@ -148,32 +180,31 @@ def test_repair_replaces_a_lost_kubernetes_master_and_its_etcd_member(tmp_path):
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         before = {m["name"]: m["ID"] for m in etcd_members(masters[0])}
         assert sorted(before) == masters
-        docker("rm", "-f", "-v", masters[1])  # etcd's data lived in the container: the member is lost
-        docker("volume", "rm", f"{masters[1]}-containerd")
+        lose_master(masters[1])
 
         proc = carina(home, "repair", KUBE, "--wait")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        data = json.loads(carina(home, "get", KUBE, "-o", "json").stdout)
-        assert (data["status"], data["health"]) == ("UPDATE_COMPLETE", "HEALTHY"), data.get("health_reason")
-        members = etcd_members(masters[0])
         # One member per master, the lost one replaced by a new identity, every member serving.
-        assert sorted(m["name"] for m in members) == masters, members
-        after = {m["name"]: m["ID"] for m in members}
+        after = {m["name"]: m["ID"] for m in assert_whole_kubernetes(home, tmp_path, masters)}
         assert after[masters[1]] != before[masters[1]]
         assert after[masters[0]] == before[masters[0]] and after[masters[2]] == before[masters[2]]
-        health = subprocess.run(
-            ["docker", "exec", masters[0], "etcdctl", "--cacert=/etc/kubernetes/pki/etcd/ca.pem",
-             "--cert=/etc/kubernetes/pki/etcd/apiserver-client.pem",
-             "--key=/etc/kubernetes/pki/etcd/apiserver-client-key.pem", "endpoint", "health", "--cluster"],
-            capture_output=True, text=True, timeout=60, check=False)
-        # etcdctl reports health on stderr.
-        assert health.returncode == 0 and (health.stdout + health.stderr).count("is healthy") == 3, health.stderr
-        nodes = subprocess.run(["bash", "-c", f'eval "$(carina env {KUBE})" && {KUBECTL} get nodes --no-headers'],
-                               env=os.environ | {"CARINA_HOME": str(home), "HOME": str(tmp_path)},
-                               capture_output=True, text=True, timeout=120, check=False)
-        rows = [line.split() for line in nodes.stdout.splitlines()]
-        assert sorted(r[0] for r in rows) == [*masters, f"{KUBE}-node-1"], nodes.stdout + nodes.stderr
-        assert all(r[1] == "Ready" for r in rows), nodes.stdout
+
+        # Two of the three masters lost for good: etcd has no majority left, and is restored from the survivor
+        # with the cluster's objects.
+        made = kubectl(home, tmp_path, "create configmap kept-through-restore --from-literal=answer=42")
+        assert made.returncode == 0, made.stderr
+        lose_master(masters[1])
+        lose_master(masters[2])
+        proc = carina(home, "repair", KUBE, "--wait")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        restored = {m["name"]: m["ID"] for m in assert_whole_kubernetes(home, tmp_path, masters)}
+        assert restored[masters[0]] == before[masters[0]]
+        assert restored[masters[1]] not in (before[masters[1]], after[masters[1]])
+        assert restored[masters[2]] != before[masters[2]]
+        kept = kubectl(home, tmp_path, "get configmap kept-through-restore -o jsonpath={.data.answer}")
+        assert (kept.returncode, kept.stdout) == (0, "42"), kept.stderr
+        # Nothing of the restore is left on the survivor: the next etcd restart is an ordinary one.
+        assert docker("exec", masters[0], "ls", "/run/systemd/system/etcd.service.d/") == ""
     finally:
         if carina(home, "rm", KUBE, "--wait").returncode != 0:
             subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={KUBE}",
