@@ -114,6 +114,16 @@ def untouched(machines, name: str) -> None:
     assert on(machines, name, "systemctl is-active carina-docker-authz.socket || true") == "inactive"
 
 
+def refused_by_another_state(inv: Path, other: Path, *extra: str) -> None:
+    """A create and a delete of the cluster's name from another state folder (another id) fail on the hosts'
+    marks, saying why."""
+    for action in ("create", "delete"):
+        proc = playbook(action, inv, other, *extra)
+        said = " ".join(proc.stdout.split())
+        assert proc.returncode != 0 and "it was made from another state folder. Nothing was changed on it" in said, \
+            proc.stdout[-3000:]
+
+
 def test_swarm_on_existing_machines_with_a_load_balancer_host(machines, tmp_path):
     home = tmp_path / "home"
     inv = inventory(machines, tmp_path / "hosts.yml", ["st-m1"], ["st-w1"], lb="st-lb")
@@ -132,6 +142,10 @@ def test_swarm_on_existing_machines_with_a_load_balancer_host(machines, tmp_path
     # A second run changes nothing.
     again = ok(playbook("create", inv, home))
     assert all(int(n) == 0 for n in re.findall(r"changed=(\d+)", again)), again[-3000:]
+
+    # A cluster of the same name from another state folder neither takes these hosts over nor gives them back.
+    refused_by_another_state(inv, tmp_path / "other-home")
+    assert nodes(state) == {"st-m1": "Leader", "st-w1": "worker"}
 
     # Scale by editing the inventory: a worker joins, then one leaves and is given back.
     inventory(machines, inv, ["st-m1"], ["st-w1", "st-w2"], lb="st-lb")
@@ -265,6 +279,11 @@ def test_kubernetes_on_existing_machines(kube_machines, tmp_path):
     ready = {item["metadata"]["name"]: next(c["status"] for c in item["status"]["conditions"] if c["type"] == "Ready")
              for item in json.loads(listing.stdout)["items"]}
     assert ready == {"st-k1": "True", "st-k2": "True"}
+    refused_by_another_state(inv, tmp_path / "other-home", "-e", "carina_coe=kubernetes")
+    again = subprocess.run([str(KUBECTL), "get", "nodes", "--no-headers"],
+                           env={"KUBECONFIG": str(state / "kubeconfig"), "HOME": str(home)},
+                           capture_output=True, text=True, timeout=60, check=True)
+    assert sorted(line.split()[:2] for line in again.stdout.splitlines()) == [["st-k1", "Ready"], ["st-k2", "Ready"]]
     # Delete gives the machines back: no service, unit, configuration or data of carina's Kubernetes.
     ok(playbook("delete", inv, home))
     for name in ("st-k1", "st-k2"):
