@@ -23,7 +23,7 @@ CLOUD_DIR = ROOT / ".cache" / "testcloud"
 MAGNUM_BIN = CLOUD_DIR / "magnum-venv" / "bin"
 KUBECTL = ROOT / ".cache" / "kubernetes" / "v1.20.2" / "bin" / "kubectl"
 # Clusters of this module, by their Magnum names (carina's names are the same when no other cluster has them).
-CLUSTERS = ("mg-kube", "mg-tiny", "mg-gone")
+CLUSTERS = ("mg-kube", "mg-tiny", "mg-gone", "mg-bm")
 
 
 def magnum_cmd(*args: str) -> subprocess.CompletedProcess:
@@ -278,6 +278,69 @@ def test_magnum_makes_resizes_and_deletes_a_kubernetes_cluster_through_carina(cl
     finally:
         cli("coe", "cluster", "template", "delete", "mg-k8s", check=False, json_out=False)
         cli("keypair", "delete", "mg-key", check=False, json_out=False)
+
+
+def admin_connection():
+    config = openstack.config.OpenStackConfig(config_files=[str(CLOUD_DIR / "clouds.yaml")])
+    return openstack.connection.Connection(config=config.get_one(cloud="devstack-admin"))
+
+
+def test_magnum_makes_a_kubernetes_cluster_on_bare_metal_the_project_owns(cli, magnum, tmp_path):
+    """server_type bm: the hosts are Ironic nodes the operator gave the demo project (Ironic's node owner), deployed
+    with the user's trust as for Nova servers; nodes of other projects stay out of reach."""
+    admin, demo = admin_connection(), demo_connection()
+    project = demo.current_project_id
+    # The operator enrolls fake-hardware nodes: two for the demo project, one the project does not own.
+    nodes = []
+    try:
+        for i, owner in ((1, project), (2, project), (3, None)):
+            node = admin.baremetal.create_node(name=f"mg-bm-{i}", driver="fake-hardware", resource_class="baremetal",
+                                               properties={"cpus": 2, "memory_mb": 2048, "local_gb": 20})
+            nodes.append(node)
+            if owner:
+                admin.baremetal.update_node(node, owner=owner)
+            admin.baremetal.set_node_provision_state(node, "manage", wait=True, timeout=120)
+            admin.baremetal.set_node_provision_state(node, "provide", wait=True, timeout=120)
+        cli("coe", "cluster", "template", "create", "mg-bm-t", "--coe", "kubernetes", "--server-type", "bm",
+            "--image", "carina-magnum-kube", "--external-network", "public", "--fixed-network", "private",
+            "--fixed-subnet", "private-subnet", "--flavor", "m1.small", "--master-flavor", "m1.small",
+            "--master-lb-enabled", "--floating-ip-disabled", "--labels", "kube_tag=v1.20.2")
+        try:
+            started = time.time()
+            cli("coe", "cluster", "create", "mg-bm", "--cluster-template", "mg-bm-t", "--master-count", "1",
+                "--node-count", "1", json_out=False)
+            shown = wait_status(cli, "mg-bm", "CREATE_COMPLETE")
+            print(f"Magnum create of 1 master + 1 node on bare metal: {time.time() - started:.1f} s")
+            cluster_id = shown["uuid"].replace("-", "")
+            # The hosts are the project's two nodes, deployed and marked; the third node was never touched.
+            used = {n.name: n for n in admin.baremetal.nodes(details=True)
+                    if (n.extra or {}).get("carina_cluster_id") == cluster_id}
+            assert sorted(used) == ["mg-bm-1", "mg-bm-2"], used
+            assert all(n.provision_state == "active" and n.owner == project for n in used.values())
+            assert sorted(n.extra["carina_name"] for n in used.values()) == ["mg-bm-master-1", "mg-bm-node-1"]
+            other = admin.baremetal.get_node(nodes[2].id)
+            assert other.provision_state == "available" and not (other.extra or {}).get("carina_cluster"), other
+            assert not [s for s in demo.compute.servers() if (s.metadata or {}).get("carina_cluster_id") == cluster_id]
+
+            config_dir = tmp_path / "config"
+            config_dir.mkdir()
+            cli("coe", "cluster", "config", "mg-bm", "--dir", str(config_dir), "--force", json_out=False)
+            assert nodes_ready(config_dir / "config", 2).keys() == {"mg-bm-master-1", "mg-bm-node-1"}
+
+            cli("coe", "cluster", "delete", "mg-bm", json_out=False)
+            wait_gone(cli, "mg-bm")
+            for node in nodes[:2]:
+                back = admin.baremetal.get_node(node.id)
+                assert back.provision_state == "available" and not (back.extra or {}).get("carina_cluster"), back
+            assert traces(demo, "mg-bm", cluster_id) == {kind: [] for kind in traces(demo, "mg-bm", cluster_id)}
+        finally:
+            cli("coe", "cluster", "template", "delete", "mg-bm-t", check=False, json_out=False)
+    finally:
+        for node in nodes:  # the operator takes its nodes back (a failed test may have left one deployed)
+            if admin.baremetal.get_node(node.id).provision_state == "active":
+                admin.baremetal.set_node_provision_state(node, "deleted", wait=True, timeout=120)
+            admin.baremetal.set_node_provision_state(node, "manage", wait=True, timeout=120)
+            admin.baremetal.delete_node(node)
 
 
 def test_a_create_that_fails_says_why_in_coe_cluster_show(cli, magnum):
