@@ -173,9 +173,9 @@ class Client:
             # What the dead worker left: a playbook still running, the environment in its artifacts.
             stop_run_processes(Path(run.data_dir))
             scrub_artifacts(Path(run.data_dir))
-        self.store.update_run(run.id, status="crashed", reason=reason, finished_at=time.time())
         prefix = cluster.status.split("_", 1)[0]
-        self.store.update_cluster(cluster.name, status=f"{prefix}_FAILED", status_reason=reason)
+        self.store.end_run(run.id, {"status": "crashed", "reason": reason, "finished_at": time.time()}, cluster.name,
+                           {"status": f"{prefix}_FAILED", "status_reason": reason})
         return self.store.get_cluster(cluster.name) or cluster
 
     # -- actions ----------------------------------------------------------------------------

@@ -319,10 +319,6 @@ class Store:
             if cluster is not None:
                 self.put_cluster(db, replace(cluster, **fields))
 
-    def delete_cluster(self, name: str) -> None:
-        with self.transaction() as db:
-            db.execute("DELETE FROM clusters WHERE name = ?", (name,))
-
     def find_cluster(self, uuid: str) -> Cluster | None:
         """The cluster with this unique id (32 hex digits)."""
         with self.connect() as db:
@@ -367,9 +363,26 @@ class Store:
 
     def update_run(self, run_id: str, **fields) -> None:
         with self.transaction() as db:
-            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is not None:
-                db.execute(PUT_RUN, asdict(replace(Run(**dict(row)), **fields)))
+            self._update_run(db, run_id, fields)
+
+    def _update_run(self, db: sqlite3.Connection, run_id: str, fields: dict) -> None:
+        row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is not None:
+            db.execute(PUT_RUN, asdict(replace(Run(**dict(row)), **fields)))
+
+    def end_run(self, run_id: str, fields: dict, cluster: str, cluster_fields: dict | None) -> None:
+        """A run's outcome and its cluster's move in one transaction, so that whoever sees the run ended sees
+        the cluster as the run left it: updated with cluster_fields, or gone when they are None (a delete
+        that succeeded). The cluster moves only while this run is still its current one."""
+        with self.transaction() as db:
+            self._update_run(db, run_id, fields)
+            current = self.get_cluster(cluster, db)
+            if current is None or current.current_run != run_id:
+                return
+            if cluster_fields is None:
+                db.execute("DELETE FROM clusters WHERE name = ?", (cluster,))
+            else:
+                self.put_cluster(db, replace(current, **cluster_fields))
 
     # -- events -----------------------------------------------------------------------------
     def add_event(self, run_id: str, *, counter: int, event: str, task: str, host: str, stdout: str) -> None:

@@ -64,30 +64,32 @@ class Recorder:
 
 def finish(store: Store, run_id: str, status: str, rc: int | None, reason: str) -> None:
     """Record the run's outcome and move its cluster, reading the cluster record the playbook wrote
-    (through the collection's migrate_record, so any record schema reads the same)."""
+    (through the collection's migrate_record, so any record schema reads the same). Both are written in one
+    transaction: a waiter that sees the run ended never sees a deleted cluster still there."""
     run = store.get_run(run_id)
     assert run is not None
-    store.update_run(run_id, status=status, rc=rc, reason=reason, finished_at=time.time())
+    ended = {"status": status, "rc": rc, "reason": reason, "finished_at": time.time()}
     cluster = store.get_cluster(run.cluster)
     if cluster is None or cluster.current_run != run_id:
+        store.update_run(run_id, **ended)
+        return
+    if status == "successful" and run.action == "delete":
+        store.end_run(run_id, ended, run.cluster, None)
         return
     prefix = {"create": "CREATE", "delete": "DELETE"}.get(run.action, "UPDATE")
-    if status == "successful" and run.action == "delete":
-        store.delete_cluster(run.cluster)
-        return
     record = {}
     with contextlib.suppress(Exception):  # the run must end with a status whatever the record holds
         record = planning.read_record(paths.state_dir(store.home, run.cluster))
     endpoint = str(record.get("endpoint") or cluster.endpoint)
-    found = {"endpoint": endpoint, "subnet": str(record.get("subnet") or cluster.subnet),
+    moved = {"endpoint": endpoint, "subnet": str(record.get("subnet") or cluster.subnet),
              "api_url": str(record.get("api_url") or api_url(cluster.coe, endpoint) or cluster.api_url),
              "contract_version": int(record.get("contract_version") or cluster.contract_version)}
     if status == "successful":
-        store.update_cluster(run.cluster, status=f"{prefix}_COMPLETE", status_reason="",
-                             masters=int(record.get("masters", cluster.masters)),
-                             nodes=int(record.get("nodes", cluster.nodes)), **found)
+        moved.update(status=f"{prefix}_COMPLETE", status_reason="", masters=int(record.get("masters", cluster.masters)),
+                     nodes=int(record.get("nodes", cluster.nodes)))
     else:
-        store.update_cluster(run.cluster, status=f"{prefix}_FAILED", status_reason=reason, **found)
+        moved.update(status=f"{prefix}_FAILED", status_reason=reason)
+    store.end_run(run_id, ended, run.cluster, moved)
 
 
 def api_url(coe: str, endpoint: str) -> str:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -650,6 +651,57 @@ def test_finish_stores_the_api_url_and_contract_version_of_the_record(tmp_path):
     cluster = store.get_cluster("c1")
     assert (cluster.status, cluster.masters, cluster.nodes) == ("CREATE_COMPLETE", 3, 2)
     assert (cluster.endpoint, cluster.api_url, cluster.contract_version) == ("198.18.7.9", "tcp://198.18.7.9:2376", 4)
+
+
+class WatchedStore(Store):
+    """A store that looks at the database after each commit: what another process could read then."""
+
+    def __init__(self, home, look):
+        super().__init__(home)
+        self.look, self.seen = look, []
+
+    @contextmanager
+    def transaction(self):
+        with super().transaction() as db:
+            yield db
+        self.seen.append(self.look(self))
+
+
+@pytest.mark.parametrize(("action", "status", "left"), [("delete", "successful", None),
+                                                        ("delete", "failed", "DELETE_FAILED"),
+                                                        ("create", "successful", "CREATE_COMPLETE")])
+def test_a_run_never_reads_ended_while_its_cluster_is_not_yet_moved(tmp_path, action, status, left):
+    """A waiter (the service deleting the trust of a deleted cluster) acts once the run has ended; the cluster
+    must then already be as the run left it, not a moment later."""
+    def look(store):
+        cluster = store.get_cluster("c1")
+        return store.get_run("r1").status, cluster.status if cluster else None
+
+    store = WatchedStore(tmp_path, look)
+    with store.transaction() as db:
+        store.put_cluster(db, Cluster(name="c1", status=f"{action.upper()}_IN_PROGRESS", coe="swarm",
+                                      provider="local", masters=1, nodes=1, current_run="r1"))
+        store.add_run(db, Run(id="r1", cluster="c1", action=action, status="running"))
+    worker.finish(store, "r1", status, 0 if status == "successful" else 2, "")
+    assert store.seen[-1] == (status, left)
+    assert all(run == "running" for run, _cluster in store.seen[:-1]), store.seen
+
+
+def test_a_dead_worker_ends_its_run_and_fails_its_cluster_together(tmp_path):
+    def look(store):
+        cluster = store.get_cluster("c1")
+        return store.get_run("r1").status, cluster.status
+
+    store = WatchedStore(tmp_path, look)
+    with store.transaction() as db:
+        store.put_cluster(db, Cluster(name="c1", status="DELETE_IN_PROGRESS", coe="swarm", provider="local",
+                                      masters=1, nodes=1, current_run="r1"))
+        store.add_run(db, Run(id="r1", cluster="c1", action="delete", status="running", pid=os.getpid(),
+                              pid_start="not this process's start", started_at=time.time() - 60))
+    client = api.Client(tmp_path)
+    client.store = store
+    assert client.get("c1").status == "DELETE_FAILED"
+    assert [seen for seen in store.seen if seen[0] != "running"] == [("crashed", "DELETE_FAILED")]
 
 
 def test_finish_of_a_failed_run_keeps_what_the_record_knows(tmp_path):
