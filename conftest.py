@@ -9,7 +9,8 @@
   `--no-loadscope-reorder`), so that no long one starts last. The weights are the minutes each group
   took in one serial run on a 2-CPU machine (2026-12-07 CI, 84 min of tests in all).
 
-Without `-n` (a plain `pytest`), only the order applies.
+Without `-n` (a plain `pytest`), only the order applies. At the end, a table gives each group's worker, when it
+started and ended, and the seconds its tests took: what the weights are measured from.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+SPANS: dict[str, list] = {}  # group: [worker, first start, last stop, seconds in its tests]
 
 ON_THE_TEST_CLOUD = frozenset({"test_magnum_driver", "test_openstack_cluster", "test_service_keystone"})
 WEIGHTS = {
@@ -51,3 +54,21 @@ def pytest_xdist_make_scheduler(config, log):
             return group_of(nodeid.split("::", maxsplit=1)[0])
 
     return ByGroup(config, log)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    group = group_of(report.nodeid.split("::", maxsplit=1)[0])
+    worker = getattr(getattr(report, "node", None), "gateway", None)
+    span = SPANS.setdefault(group, [worker.id if worker else "-", report.start, report.stop, 0.0])
+    span[1], span[2] = min(span[1], report.start), max(span[2], report.stop)
+    span[3] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not SPANS:
+        return
+    began = min(span[1] for span in SPANS.values())
+    terminalreporter.write_sep("=", "test groups: worker, minutes from the first test's start, minutes in tests")
+    for group, (worker, start, stop, seconds) in sorted(SPANS.items(), key=lambda item: item[1][1]):
+        terminalreporter.write_line(f"{group:28} {worker:5} {(start - began) / 60:6.1f} -> {(stop - began) / 60:6.1f}"
+                                    f" {seconds / 60:7.1f}")
