@@ -98,7 +98,23 @@ def client_certs(clients, cluster):
     return out
 
 
+def owner_refusal(owner_id, host, cluster, cluster_id):
+    """Why a host marked as a node of cluster with owner_id may not be touched by this run (which knows
+    cluster_id, or none); empty when the host carries no id or this run's own. Both COE drivers say it
+    the same way."""
+    owner_id, cluster_id = str(owner_id or ""), str(cluster_id or "")
+    if owner_id in ("", cluster_id):
+        return ""
+    said = "%s is a node of cluster %s with id %s" % (host, cluster, owner_id)
+    if cluster_id:
+        return ("%s, not this state's %s: it was made from another state folder. Nothing was changed on it. Choose "
+                "another name or other hosts, or run from the state folder that made it." % (said, cluster_id))
+    return ("%s, and this run knows no id (its state folder has none). Nothing was changed on it. If that cluster is "
+            "yours and its state is lost, give its id: -e carina_cluster_id=%s." % (said, owner_id))
+
+
 class FilterModule:
     def filters(self):
         return {"server_certs": server_certs, "cluster_nodes": cluster_nodes, "client_certs": client_certs,
-                "inventory_nodes": inventory_nodes, "connection_vars": connection_vars}
+                "inventory_nodes": inventory_nodes, "connection_vars": connection_vars,
+                "owner_refusal": owner_refusal}
