@@ -7,10 +7,11 @@
 - The unit tests are one group.
 - Groups are handed out heaviest first (in collection order, which `make test` keeps with
   `--no-loadscope-reorder`), so that no long one starts last. The weights are the minutes each group
-  took in one serial run on a 2-CPU machine (2026-12-07 CI, 84 min of tests in all).
+  took in a clean-clone `make test` with 3 workers on a 2-CPU machine (2026-12-08: 45.6 min in all;
+  the table at the end of every run gives them). testcloud, which runs on one worker, is the longest.
 
 Without `-n` (a plain `pytest`), only the order applies. At the end, a table gives each group's worker, when it
-started and ended, and the seconds its tests took: what the weights are measured from.
+started and ended, and the minutes its tests took: what the weights are measured from.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import pytest
 
 SPANS: dict[str, list] = {}  # group: [worker, first start, last stop, seconds in its tests]
 
-ON_THE_TEST_CLOUD = frozenset({"test_magnum_driver", "test_openstack_cluster", "test_service_keystone"})
+ON_THE_TEST_CLOUD = frozenset({"test_magnum_driver", "test_openstack_cluster", "test_service_keystone",
+                               "test_site_role"})
 WEIGHTS = {
-    "testcloud": 24, "test_kubernetes_cluster": 12.5, "test_carina_cli": 7.7, "test_static_cluster": 7.5,
-    "test_repair": 7, "test_molecule": 5, "test_swarm_cluster": 4.6, "test_ownership": 3.7,
-    "test_service_role": 3.1, "test_service": 3, "test_local_hosts": 2, "test_awx_jobs": 1.5, "unit": 1.5,
-    "test_galaxy_install": 1, "test_panel": 1,
+    "testcloud": 41.7, "test_kubernetes_cluster": 18.6, "test_static_cluster": 16.8, "test_carina_cli": 12.4,
+    "test_repair": 11.2, "test_molecule": 7.9, "test_swarm_cluster": 7.2, "test_ownership": 4.4,
+    "test_service_role": 4.1, "test_service": 3.4, "test_local_hosts": 2.3, "test_awx_jobs": 1.6, "unit": 1.3,
+    "test_galaxy_install": 1.3, "test_panel": 1.1,
 }
 
 
