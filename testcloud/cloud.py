@@ -48,6 +48,7 @@ LOGS = STATE / "logs"
 RUN = STATE / "run"
 STAMP = VENV / ".testcloud-stamp"
 CLOUDS_YAML = STATE / "clouds.yaml"
+SITE = HERE / "site.yml"  # what the site role readies in the test cloud
 CLOUD_JSON = STATE / "cloud.json"
 SERVICES_SRC = HERE / "services"
 REQUIREMENTS = HERE / "requirements.txt"
@@ -845,6 +846,22 @@ def write_client_files(ids: dict) -> None:
     CLOUD_JSON.write_text(json.dumps(facts, indent=2) + "\n")
 
 
+def prepare_cloud(clouds_yaml: Path, cloud_name: str, log_file: Path, extra: dict | None = None) -> None:
+    """Ready the cloud as an operator readies theirs: the site role carina_cloud (playbooks/prepare_cloud.yml)
+    with the test cloud's site (site.yml: carina's images, the flavors, the demo project's quotas), as admin."""
+    playbook = Path(project_python()).parent / "ansible-playbook"
+    argv = [str(playbook), str(ROOT / "playbooks" / "prepare_cloud.yml"), "-e", f"@{SITE}",
+            "-e", json.dumps({"carina_cloud_cloud": cloud_name, **(extra or {})})]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OS_")}
+    env.update(OS_CLIENT_CONFIG_FILE=str(clouds_yaml), ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    with log_file.open("wb") as out:
+        proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode:
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
+        raise RuntimeError(f"the site role failed (exit {proc.returncode}); see {log_file}:\n{tail}")
+
+
 # ----------------------------------------------------------------------------- commands
 def wait_ready(svcs: list[Service], since: float, times: dict[str, float]) -> None:
     deadline = time.monotonic() + START_TIMEOUT
@@ -906,6 +923,9 @@ def up() -> int:
             for svc in dataplane:
                 svc.start()
             wait_ready(every, t_start, times)
+            t_site = time.monotonic()
+            prepare_cloud(CLOUDS_YAML, ADMIN_CLOUD_NAME, LOGS / "site.log")
+            times["site role"] = time.monotonic() - t_site
         except (RuntimeError, SystemExit) as e:
             log(f"up failed: {e}")
             stop_all(every)

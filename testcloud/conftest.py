@@ -338,9 +338,23 @@ class Emulator:
                            self.state / "emulator.log", cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
             wait_until(lambda: emulator_answers(ports), self.group, "the emulator", timeout=45)
+            self.prepare()
         except BaseException:
             self.stop()
             raise
+
+    def prepare(self) -> None:
+        """Ready it as `cloud.py up` readies the test cloud: the site role with testcloud/site.yml (its images
+        and flavors; no quotas, this Keystone has no demo project)."""
+        admin = self.keystone["admin"]
+        clouds = self.state / "clouds.yaml"
+        clouds.write_text(yaml.safe_dump({"clouds": {"tests-admin": {
+            "auth": {"auth_url": self.keystone["url"], "username": admin["username"], "password": admin["password"],
+                     "project_name": admin["project_name"], "user_domain_name": "Default",
+                     "project_domain_name": "Default"},
+            "region_name": REGION, "identity_api_version": 3}}}))
+        clouds.chmod(0o600)
+        cloud.prepare_cloud(clouds, "tests-admin", self.state / "site.log", {"carina_cloud_quotas": []})
 
     def stop(self) -> None:
         if self.group is not None:

@@ -45,8 +45,9 @@ PASSWORD = "magnum-testcloud"  # noqa: S105 - the magnum service and database us
 DEBIAN = {"mariadbd": "mariadb-server", "mariadb-install-db": "mariadb-server", "mariadb": "mariadb-client",
           "epmd": "erlang-base", "/usr/lib/rabbitmq/bin/rabbitmq-server": "rabbitmq-server"}
 # What Magnum reads of the hosts' image: os_distro picks the driver; min_ram is what a Kubernetes master needs.
-IMAGE = {"name": "carina-magnum-kube", "docker_image": "carina-host:bookworm-kube", "os_distro": "debian",
-         "min_ram": 1024}
+# Registered as Magnum's operators do, with the site role (playbooks/prepare_cloud.yml).
+IMAGE = {"name": "carina-magnum-kube", "file": str(cloud.HERE / "images" / "carina-host-kube.docker"),
+         "os_distro": "debian", "disk_format": "raw", "container_format": "docker", "min_ram": 1024}
 START_TIMEOUT = 90.0
 
 
@@ -253,12 +254,14 @@ def register(ports: dict[str, int]) -> dict:
 
 
 def register_image(ks: cloud.Keystone) -> str:
-    """Magnum picks the driver by the image's os_distro; the emulator keeps it on an image an admin registers."""
+    """Magnum picks the driver by the image's os_distro: the site role registers the image with it."""
+    cloud.prepare_cloud(cloud.CLOUDS_YAML, cloud.ADMIN_CLOUD_NAME, cloud.LOGS / "magnum-site.log",
+                        {"carina_cloud_images": [IMAGE], "carina_cloud_flavors": [], "carina_cloud_quotas": []})
     glance = json.loads(cloud.CLOUD_JSON.read_text())["endpoints"]["image"]["url"]
-    request = cloud.urllib.request.Request(f"{glance}/v2/images", data=json.dumps(IMAGE).encode(), method="POST",
-                                           headers={"X-Auth-Token": ks.token, "Content-Type": "application/json"})
+    request = cloud.urllib.request.Request(f"{glance}/v2/images?name={IMAGE['name']}",
+                                           headers={"X-Auth-Token": ks.token})
     with cloud.urllib.request.urlopen(request, timeout=30) as resp:
-        return json.loads(resp.read())["id"]
+        return json.loads(resp.read())["images"][0]["id"]
 
 
 def unregister(facts: dict) -> None:

@@ -146,6 +146,7 @@ class Request:
     ctx: Context | None = None
     params: dict = field(default_factory=dict)
     version: tuple[int, int] | None = None  # Nova microversion
+    raw: bytes = b""  # the body as sent (an image's data); `body` is it parsed as JSON
 
     def arg(self, name: str, default=None):
         values = self.query.get(name)
@@ -219,8 +220,9 @@ def make_handler(service: Service):
             host = self.headers.get("Host") or "%s:%s" % self.server.server_address[:2]
             req = Request(self.command, parsed.path.rstrip("/") or "/", urllib.parse.parse_qs(
                 parsed.query, keep_blank_values=True), self.headers, None, "http://" + host)
+            req.raw = raw
             try:
-                if raw:
+                if raw and self.headers.get("Content-Type", "").split(";")[0].strip() != "application/octet-stream":
                     try:
                         req.body = json.loads(raw)
                     except ValueError as exc:

@@ -1,20 +1,21 @@
-"""Glance (image v2), read-mostly: images stand for Docker images (property ``docker_image``).
-Admins may register more with POST /v2/images (no upload: give ``docker_image``) and delete them."""
+"""Glance (image v2): images stand for Docker images. Admins register them (POST /v2/images, PATCH
+/v2/images/{id}) and give each its data, which is the name of a Docker image: uploaded (PUT
+/v2/images/{id}/file, container_format docker) or as the property ``docker_image``. An image without
+data stays queued, as in Glance. The test cloud starts with none: `cloud.py up` registers carina's
+through the site role (playbooks/prepare_cloud.yml, testcloud/site.yml)."""
 
 from __future__ import annotations
 
-from .core import ApiError, Response, Service, new_id, now_iso, seed_id
+import hashlib
+import re
 
-SEED_IMAGES = {
-    # name: (docker image, min_ram, min_disk)
-    "carina-host": "carina-host:bookworm-engine",
-    "carina-lb": "carina-host:bookworm-lb",
-    "carina-host-kube": "carina-host:bookworm-kube",
-    # Not on any engine: a server from it goes ERROR with the engine's message, for failure tests.
-    "carina-broken": "carina-host:testcloud-broken",
-}
+from .core import ApiError, Response, Service, new_id, now_iso
+
 CORE = ("name", "visibility", "disk_format", "container_format", "min_ram", "min_disk", "protected", "tags",
         "os_hidden")
+DOCKER_REF = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+READ_ONLY = ("id", "status", "owner", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value",
+             "created_at", "updated_at", "self", "file", "schema")
 
 
 class Glance(Service):
@@ -27,9 +28,10 @@ class Glance(Service):
         self.route("GET", "/v2/images", self.list_images)
         self.route("POST", "/v2/images", self.create_image)
         self.route("GET", "/v2/images/{id}", self.get_image)
+        self.route("PATCH", "/v2/images/{id}", self.update_image)
+        self.route("PUT", "/v2/images/{id}/file", self.upload_image)
         self.route("DELETE", "/v2/images/{id}", self.delete_image)
         self.route("GET", "/v2/schemas/image", self.schema)
-        self.seed()
 
     def error_body(self, err):
         return {"code": err.status, "title": {404: "Not Found", 400: "Bad Request", 403: "Forbidden",
@@ -38,15 +40,6 @@ class Glance(Service):
 
     def images(self) -> dict:
         return self.store.coll("glance", "images")
-
-    def seed(self):
-        with self.store.lock:
-            for name, docker_image in SEED_IMAGES.items():
-                image_id = seed_id("image/" + name)
-                if image_id not in self.images():
-                    self.images()[image_id] = self.image_body({"id": image_id, "name": name,
-                                                               "docker_image": docker_image}, owner=None)
-            self.store.save()
 
     @staticmethod
     def image_body(body: dict, owner: str | None) -> dict:
@@ -115,6 +108,55 @@ class Glance(Service):
             self.images()[image["id"]] = image
             self.store.save()
         return Response(201, self.view(req, image))
+
+    def update_image(self, req):
+        """A JSON patch (application/openstack-images-v2.1-json-patch): add, replace or remove a property."""
+        if not req.ctx.is_admin:
+            raise ApiError(403, "You are not authorized to change images in the test cloud")
+        ops = req.body if isinstance(req.body, list) else None
+        if ops is None or not all(isinstance(op, dict) for op in ops):
+            raise ApiError(400, "The request body must be a JSON patch (a list of operations)")
+        with self.store.lock:
+            image = dict(self.find(req, req.params["id"]))
+            for op in ops:
+                key = str(op.get("path", "")).lstrip("/")
+                if op.get("op") not in ("add", "replace", "remove") or not key or "/" in key:
+                    raise ApiError(400, "Unsupported patch operation %r" % op)
+                if key in READ_ONLY:
+                    raise ApiError(403, "Attribute '%s' is read-only." % key)
+                if op["op"] == "remove":
+                    if key in CORE or key not in image:
+                        raise ApiError(409, "Property %s does not exist or cannot be removed." % key)
+                    image.pop(key)
+                elif op["op"] == "replace" and key not in image:
+                    raise ApiError(409, "Property %s does not exist." % key)
+                else:
+                    image[key] = op.get("value")
+            if image.get("docker_image") and image["status"] == "queued":
+                image["status"] = "active"
+            image["updated_at"] = now_iso()
+            self.images()[image["id"]] = image
+            self.store.save()
+        return Response(200, self.view(req, image))
+
+    def upload_image(self, req):
+        """The image's data: the name of a Docker image (the file carina's site role uploads)."""
+        data = req.raw
+        with self.store.lock:
+            image = self.find(req, req.params["id"])
+            if not req.ctx.is_admin and image.get("owner") != req.ctx.project_id:
+                raise ApiError(403, "You cannot upload data to image %s" % image["id"])
+            if image["status"] != "queued":
+                raise ApiError(409, "Image status transition from %s to saving is not allowed" % image["status"])
+            reference = data.decode("utf-8", "replace").strip()
+            if image.get("container_format") != "docker" or not DOCKER_REF.match(reference):
+                raise ApiError(400, "The test cloud boots Docker images only: upload, with container_format docker, "
+                                    "a file that holds a Docker image's name (%d bytes given)" % len(data))
+            image.update(docker_image=reference, status="active", size=len(data), virtual_size=len(data),
+                         checksum=hashlib.md5(data, usedforsecurity=False).hexdigest(), os_hash_algo="sha512",
+                         os_hash_value=hashlib.sha512(data).hexdigest(), updated_at=now_iso())
+            self.store.save()
+        return Response(204)
 
     def delete_image(self, req):
         with self.store.lock:

@@ -25,9 +25,6 @@ MIN_VERSION, MAX_VERSION = (2, 1), (2, 96)
 DEFAULT_QUOTA = {"instances": 20, "cores": 40, "ram": 51200, "key_pairs": 100, "metadata_items": 128,
                  "server_groups": 10, "server_group_members": 10, "injected_files": 5,
                  "injected_file_content_bytes": 10240, "injected_file_path_bytes": 255}
-FLAVORS = [  # id, name, vcpus, ram MB, disk GB
-    ("1", "m1.tiny", 1, 512, 1), ("2", "m1.small", 2, 2048, 20), ("3", "m1.medium", 2, 4096, 40),
-    ("4", "m1.large", 4, 8192, 80)]
 POLICIES = ("affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity")
 FAIL_KEY = "testcloud:fail"  # server metadata that makes the build fail (value = fault message)
 ERROR_KIND = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
@@ -62,6 +59,7 @@ class Nova(Service):
         r("GET", "/v2.1/flavors/{id}", self.get_flavor)
         r("DELETE", "/v2.1/flavors/{id}", self.delete_flavor)
         r("GET", "/v2.1/flavors/{id}/os-extra_specs", self.flavor_extra_specs)
+        r("POST", "/v2.1/flavors/{id}/os-extra_specs", self.set_flavor_extra_specs)
         r("GET", "/v2.1/os-keypairs", self.list_keypairs)
         r("POST", "/v2.1/os-keypairs", self.create_keypair)
         r("GET", "/v2.1/os-keypairs/{name}", self.get_keypair)
@@ -93,7 +91,6 @@ class Nova(Service):
         r("GET", "/v2.1/limits", self.limits)
         r("GET", "/v2.1/os-availability-zone", self.availability_zones)
         r("GET", "/v2.1/os-availability-zone/detail", self.availability_zones)
-        self.seed()
 
     # -- plumbing ------------------------------------------------------------------------
     def coll(self, name: str) -> dict:
@@ -131,15 +128,6 @@ class Nova(Service):
             text = "%d.%d" % req.version
             resp.headers.update({"OpenStack-API-Version": "compute " + text, "X-OpenStack-Nova-API-Version": text,
                                  "Vary": "OpenStack-API-Version, X-OpenStack-Nova-API-Version"})
-
-    def seed(self):
-        with self.store.lock:
-            flavors = self.coll("flavors")
-            for fid, name, vcpus, ram, disk in FLAVORS:
-                flavors.setdefault(fid, {"id": fid, "name": name, "vcpus": vcpus, "ram": ram, "disk": disk,
-                                         "ephemeral": 0, "swap": 0, "is_public": True, "description": None,
-                                         "extra_specs": {}, "rxtx_factor": 1.0})
-            self.store.save()
 
     def link(self, req, kind, obj_id):
         return [{"rel": "self", "href": "%s/v2.1/%s/%s" % (req.base_url, kind, obj_id)},
@@ -197,6 +185,18 @@ class Nova(Service):
     def flavor_extra_specs(self, req):
         with self.store.lock:
             return Response(200, {"extra_specs": self.find_flavor(req.params["id"]).get("extra_specs", {})})
+
+    def set_flavor_extra_specs(self, req):
+        if not req.ctx.is_admin:
+            raise ApiError(403, "Policy doesn't allow os_compute_api:os-flavor-extra-specs:create to be performed.")
+        specs = (req.body or {}).get("extra_specs")
+        if not isinstance(specs, dict) or not all(isinstance(v, str) for v in specs.values()):
+            raise bad("Invalid input for field/attribute extra_specs: a mapping of text to text is needed")
+        with self.store.lock:
+            flavor = self.find_flavor(req.params["id"])
+            flavor["extra_specs"] = dict(flavor.get("extra_specs", {}), **specs)
+            self.store.save()
+            return Response(200, {"extra_specs": dict(flavor["extra_specs"])})
 
     def create_flavor(self, req):
         if not req.ctx.is_admin:

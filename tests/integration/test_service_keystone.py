@@ -59,14 +59,20 @@ def serve(cloud: dict, base: Path, cloud_toml: str = ""):
     assert match, f"carina serve said {line!r}; log: {(base / 'serve.log').read_text()}"
     url = match[1]
     admin = connect(cloud, "admin")
-    registered = admin.identity.create_service(type="container-infra", name="magnum", enabled=True)
+    # As an operator registers it: the site role's carina_cloud_endpoint (playbooks/prepare_cloud.yml).
+    (base / "site.yml").write_text(json.dumps({"carina_cloud_endpoint": {
+        "url": url, "name": "carina", "region": cloud["region"], "interfaces": ["public", "internal"]}}))
+    site = subprocess.run(["ansible-playbook", "playbooks/prepare_cloud.yml", "-e", "carina_cloud_cloud=devstack-admin",
+                           "-e", f"@{base / 'site.yml'}"], cwd=ROOT, capture_output=True, text=True, check=False,
+                          env=dict(os.environ, OS_CLIENT_CONFIG_FILE=str(CLOUDS_YAML)))
     try:
-        for interface in ("public", "internal"):
-            admin.identity.create_endpoint(service_id=registered.id, interface=interface, url=url,
-                                           region_id=cloud["region"])
+        assert site.returncode == 0, site.stdout[-3000:]
+        registered = admin.identity.find_service("carina", ignore_missing=False)
+        assert registered.type == "container-infra"
         yield {"url": url, "log": base / "serve.log", "home": base / "home"}
     finally:
-        admin.identity.delete_service(registered, ignore_missing=True)  # its endpoints go with it
+        for service in admin.identity.services(name="carina"):
+            admin.identity.delete_service(service, ignore_missing=True)  # its endpoints go with it
         for name in left_behind(base / 'home', CLUSTERS):
             # what a failed test left
             subprocess.run(["ansible-playbook", "playbooks/delete.yml", "-e", f"carina_name={name}",
