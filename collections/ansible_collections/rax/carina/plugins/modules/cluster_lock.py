@@ -61,6 +61,16 @@ options:
       - With O(operation=delete) and a state folder with no id (lost), the id of the cluster to delete.
     type: str
     default: ""
+  defer_new:
+    description:
+      - V(true) takes the lock of a cluster whose state folder already carries an id (taking it makes
+        nothing new), and for a new cluster writes nothing, as in check mode, and returns the id to keep -
+        so a rerun of a made cluster takes its lock in one step, and a new one only after the provider's
+        checks (with a second call that gives this id).
+      - RV(taken) says which it was.
+    type: bool
+    default: false
+    version_added: 0.1.0
   holder_pid:
     description:
       - The process whose life the lock lasts. Left out, the C(ansible-playbook) process that runs the module.
@@ -81,6 +91,13 @@ EXAMPLES = r"""
     state_dir: "{{ carina_cluster.state_dir }}"
     id: "{{ carina_lock.id }}"
 
+- name: Take a made cluster's lock now; for a new one only read the id it gets
+  rax.carina.cluster_lock:
+    name: "{{ carina_cluster.name }}"
+    state_dir: "{{ carina_cluster.state_dir }}"
+    defer_new: true
+  register: carina_lock
+
 - name: Give the lock back
   rax.carina.cluster_lock:
     name: "{{ carina_cluster.name }}"
@@ -99,6 +116,13 @@ lock:
   returned: success
   type: str
   sample: /root/.carina/clusters/demo/lock
+taken:
+  description:
+    - Whether this run holds the lock now (false in check mode, after V(absent), and for a new cluster with
+      O(defer_new)).
+  returned: success
+  type: bool
+  version_added: 0.1.0
 holder:
   description: Who holds the lock now (none after V(absent)).
   returned: success
@@ -192,10 +216,10 @@ def release(module, path, me, result):
         handle.truncate()
 
 
-def acquire(module, path, me, result):
-    """Take the lock, or fail naming its live holder; the holder after."""
+def acquire(module, path, me, result, dry):
+    """Take the lock (only look at it when dry), or fail naming its live holder; the holder after."""
     name, state_dir = module.params["name"], module.params["state_dir"]
-    if module.check_mode:
+    if dry:
         holder = parse((read_bytes(path) or b"").decode(errors="replace"))
         if holder and alive(holder) and not same(holder, me):
             module.fail_json(msg=busy(name, holder, path), **dict(result, holder=holder))
@@ -224,6 +248,7 @@ def main():
             operation=dict(type="str", choices=["create", "scale", "delete"], default="create"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             id=dict(type="str", default=""),
+            defer_new=dict(type="bool", default=False),
             holder_pid=dict(type="int"),
         ),
         supports_check_mode=True,
@@ -239,7 +264,7 @@ def main():
               since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     if not me["start"]:
         module.fail_json(msg="process %s (the lock's holder) is not running" % pid)
-    result = dict(changed=False, lock=path, holder={})
+    result = dict(changed=False, lock=path, holder={}, taken=False)
 
     if p["state"] == "absent":
         release(module, path, me, result)
@@ -260,8 +285,10 @@ def main():
     if new_id:
         cluster_id = p["id"] or uuid.uuid4().hex
         result["changed"] = True
-    result["holder"] = acquire(module, path, me, result)
-    if new_id and not module.check_mode:
+    dry = module.check_mode or (p["defer_new"] and new_id)
+    result["holder"] = acquire(module, path, me, result, dry)
+    result["taken"] = not dry
+    if new_id and not dry:
         # Kept before any host exists, so that a run that dies later leaves hosts this state knows.
         write_atomic(os.path.join(state_dir, "id"), (cluster_id + "\n").encode(), 0o644, durable=True)
     module.exit_json(id=cluster_id, **result)

@@ -102,3 +102,24 @@ def test_a_delete_with_its_state_lost_uses_the_id_given_and_keeps_nothing(tmp_pa
     deleted = lock(tmp_path, capsys, operation="delete", id="c" * 32)
     assert deleted["id"] == "c" * 32 and not deleted["changed"]
     assert not (tmp_path / "demo" / "id").exists()
+
+
+def test_defer_new_takes_a_made_cluster_s_lock_and_writes_nothing_for_a_new_one(tmp_path, capsys, other):
+    new = lock(tmp_path, capsys, defer_new=True)
+    assert not new["taken"] and len(new["id"]) == 32 and new["holder"]["pid"] == os.getpid()
+    assert not (tmp_path / "demo").exists()
+    kept = lock(tmp_path, capsys, id=new["id"])
+    assert kept["taken"] and (tmp_path / "demo" / "id").read_text() == new["id"] + "\n"
+    lock(tmp_path, capsys, state="absent")
+
+    made = lock(tmp_path, capsys, defer_new=True, operation="scale")
+    assert made["taken"] and not made["changed"] and made["id"] == new["id"]
+    assert json.loads((tmp_path / "demo" / "lock").read_text())["pid"] == os.getpid()
+    lock(tmp_path, capsys, state="absent")
+
+    lock(tmp_path, capsys, pid=other)
+    refused = lock(tmp_path, capsys, defer_new=True)
+    assert refused["failed"] and "is busy" in refused["msg"]
+    assert json.loads((tmp_path / "demo" / "lock").read_text())["pid"] == other
+    dry = lock(tmp_path / "dry", capsys, defer_new=True, check_mode=True, id="d" * 32)
+    assert not dry["taken"] and dry["id"] == "d" * 32 and not (tmp_path / "dry").exists()
