@@ -57,7 +57,7 @@ CONSTRAINTS = HERE / "constraints.txt"
 HOST = "127.0.0.1"
 REGION = "RegionOne"
 DOMAIN = "Default"
-PORTS = {"keystone": 5000, "octavia": 9876, "ironic": 6385}
+PORTS = {"keystone": 5000, "octavia": 9876, "ironic": 6385, "barbican": 9311}
 AUTH_URL = f"http://{HOST}:{PORTS['keystone']}/v3"
 CLOUD_NAME = "devstack"
 ADMIN_CLOUD_NAME = "devstack-admin"
@@ -67,6 +67,7 @@ CATALOG = {
     "identity": ("keystone", f"http://{HOST}:{PORTS['keystone']}/v3", "keystone"),
     "load-balancer": ("octavia", f"http://{HOST}:{PORTS['octavia']}", "octavia"),
     "baremetal": ("ironic", f"http://{HOST}:{PORTS['ironic']}", "ironic"),
+    "key-manager": ("barbican", f"http://{HOST}:{PORTS['barbican']}", "barbican"),
     "compute": ("nova", f"http://{HOST}:8774/v2.1", "emulator"),
     "network": ("neutron", f"http://{HOST}:9696", "emulator"),
     "image": ("glance", f"http://{HOST}:9292", "emulator"),
@@ -78,6 +79,7 @@ ACCOUNTS = {
     "demo": {"project": "demo", "secret": "demo-testcloud", "roles": ["member", "load-balancer_member"]},
     "octavia": {"project": "service", "secret": "octavia-testcloud", "roles": ["admin", "service"]},
     "ironic": {"project": "service", "secret": "ironic-testcloud", "roles": ["admin", "service"]},
+    "barbican": {"project": "service", "secret": "barbican-testcloud", "roles": ["admin", "service"]},
     # A second tenant (for isolation tests), and the carina service's own user: it validates callers' tokens
     # (Keystone lets the service role do that) and may do nothing else.
     "alt": {"project": "alt", "secret": "alt-testcloud", "roles": ["member"]},
@@ -306,11 +308,31 @@ def ironic_conf() -> str:
 IRONIC_POLICY = '"show_instance_secrets": "role:admin"\n'
 
 
+# Barbican's key-encryption key for its simple_crypto plugin: test-only, like the passwords above (a Fernet key,
+# 32 bytes in url-safe base64).
+BARBICAN_KEK = "dGVzdGNsb3VkLWJhcmJpY2FuLWtlay0zMi1ieXRlcyE="
+
+
+def barbican_conf() -> str:
+    return _ini(
+        {
+            "DEFAULT": {"host_href": f"http://{HOST}:{PORTS['barbican']}", "db_auto_create": True, "debug": False},
+            "database": {"connection": f"sqlite:///{DATA}/barbican.sqlite"},
+            "secretstore": {"namespace": "barbican.secretstore.plugin", "enabled_secretstore_plugins": "store_crypto"},
+            "crypto": {"namespace": "barbican.crypto.plugin", "enabled_crypto_plugins": "simple_crypto"},
+            "simple_crypto_plugin": {"kek": BARBICAN_KEK},
+            "keystone_authtoken": _authtoken("barbican"),
+            "oslo_policy": {"enforce_scope": False, "enforce_new_defaults": True},
+        }
+    )
+
+
 def write_configs() -> None:
     ETC.mkdir(parents=True, exist_ok=True)
     (ETC / "keystone.conf").write_text(keystone_conf())
     (ETC / "octavia.conf").write_text(octavia_conf())
     (ETC / "ironic.conf").write_text(ironic_conf())
+    (ETC / "barbican.conf").write_text(barbican_conf())
     (ETC / "ironic-policy.yaml").write_text(IRONIC_POLICY)
     for conf in ETC.glob("*.conf"):
         conf.chmod(0o600)
@@ -514,6 +536,26 @@ def services() -> list[Service]:
             "ironic",
             [venv_bin("ironic"), "--config-file", str(ETC / "ironic.conf")],
             lambda: http_ok(f"http://{HOST}:{PORTS['ironic']}/"),
+        ),
+        Service(
+            "barbican",
+            # One thread: sqlite, as Keystone's.
+            [
+                gunicorn,
+                *common,
+                "--worker-class",
+                "sync",
+                "--name",
+                "testcloud-barbican",
+                "--bind",
+                f"{HOST}:{PORTS['barbican']}",
+                "barbican_app:application",
+            ],
+            lambda: http_ok(f"http://{HOST}:{PORTS['barbican']}/"),
+            {
+                "TESTCLOUD_BARBICAN_CONF": str(ETC / "barbican.conf"),
+                "TESTCLOUD_BARBICAN_PASTE": str(VENV / "etc" / "barbican" / "barbican-api-paste.ini"),
+            },
         ),
         Service(
             "octavia-sweeper",

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, env, run_module, wait_until
+from tests.integration.test_awx_jobs import answers, job
 
 openstack = pytest.importorskip("openstack")
 
@@ -25,7 +26,7 @@ CLOUDS_YAML = CLOUD_DIR / "clouds.yaml"
 BAREMETAL_NODES = 3
 # Clusters of this module; their hosts are the test cloud's containers (labelled carina.testcloud,
 # not carina.cluster), so conftest's check of carina.cluster objects finds none of them.
-CLUSTERS = ("os-vm", "os-mixed", "os-bad", "os-cap", "os-kube")
+CLUSTERS = ("os-vm", "os-mixed", "os-bad", "os-cap", "os-kube", "os-awx")
 
 
 def ensure_baremetal_nodes(admin) -> None:
@@ -478,3 +479,48 @@ def test_bad_flavor_and_error_servers_leave_nothing(cloud):
     rc, res = run_module("rax.carina.nova_hosts", {"cloud": "devstack", "cluster": "os-bad", "state": "absent"})
     assert rc == 0
     assert owned(cloud["demo"], "os-bad") == {k: [] for k in owned(cloud["demo"], "os-bad")}
+
+
+def test_awx_jobs_with_no_state_go_on_from_the_state_kept_in_barbican(cloud, tmp_path):
+    """Create, scale and delete as three AWX jobs on the test cloud (the OpenStack credential as a clouds.yaml),
+    each job's state folder empty at its start: the cluster's state lives in Barbican, in the user's project."""
+    conn = cloud["demo"]
+    name, homes = "os-awx", {step: tmp_path / f"home-{step}" for step in ("create", "scale", "delete")}
+    on_cloud = {"carina_provider": "openstack", "carina_cloud": "devstack"}
+
+    def stored():
+        return sorted((c.name, len(c.secret_refs)) for c in conn.key_manager.containers()
+                      if (c.name or "").startswith(f"carina-state-{name}-"))
+
+    try:
+        created = job(tmp_path, "create", answers("create", {"carina_name": name, **on_cloud,
+                                                             "carina_home": str(homes["create"])}),
+                      OS_CLIENT_CONFIG_FILE=str(CLOUDS_YAML))
+        assert created.returncode == 0, created.stdout[-5000:] + created.stderr[-2000:]
+        made = homes["create"] / "clusters" / name
+        made_id = (made / "id").read_text().strip()
+        assert [n for n, _ in stored()] == [f"carina-state-{name}-{made_id}"]
+
+        scaled = job(tmp_path, "scale", answers("scale", {"carina_name": name, **on_cloud, "carina_nodes": 2,
+                                                          "carina_home": str(homes["scale"])}),
+                     OS_CLIENT_CONFIG_FILE=str(CLOUDS_YAML))
+        assert scaled.returncode == 0, scaled.stdout[-5000:] + scaled.stderr[-2000:]
+        kept = homes["scale"] / "clusters" / name
+        assert (kept / "pki" / "ca-key.pem").read_bytes() == (made / "pki" / "ca-key.pem").read_bytes()
+        assert (kept / "ssh" / "id_ed25519").read_bytes() == (made / "ssh" / "id_ed25519").read_bytes()
+        assert oct((kept / "ssh" / "id_ed25519").stat().st_mode & 0o777) == "0o600"
+        # The cluster has the new node, and the first job's bundle (the same CA) still reaches it.
+        info = json.loads(docker_when_ready(homes["create"], name, "info", "--format", "{{json .Swarm}}"))
+        assert (info["Managers"], info["Nodes"]) == (1, 3)
+        assert sorted(s.name for s in conn.compute.servers() if s.name.startswith(f"{name}-")) == [
+            f"{name}-manager-1", f"{name}-worker-1", f"{name}-worker-2"]
+        # One copy is kept: the scale's replaced the create's.
+        assert len(stored()) == 1
+    finally:
+        deleted = job(tmp_path, "delete", answers("delete", {"carina_name": name, **on_cloud,
+                                                             "carina_home": str(homes["delete"])}),
+                      OS_CLIENT_CONFIG_FILE=str(CLOUDS_YAML))
+    assert deleted.returncode == 0, deleted.stdout[-5000:] + deleted.stderr[-2000:]
+    assert stored() == []
+    assert [s.name for s in conn.compute.servers() if s.name.startswith(f"{name}-")] == []
+    assert [lb.name for lb in conn.load_balancer.load_balancers() if name in (lb.name or "")] == []

@@ -121,7 +121,7 @@ def test_action_groups_hold_only_modules_with_the_groups_options():
     collection = ROOT / "collections" / "ansible_collections" / "rax" / "carina"
     groups = yaml.safe_load((collection / "meta" / "runtime.yml").read_text())["action_groups"]
     members = [m for m in groups["openstack"] if isinstance(m, str)]
-    assert sorted(members) == ["ironic_hosts", "nova_hosts", "octavia_lb"]
+    assert sorted(members) == ["cluster_state", "ironic_hosts", "nova_hosts", "octavia_lb"]
     assert groups["carina"] == [{"metadata": {"extend_group": ["rax.carina.openstack"]}}]
     for path in sorted((collection / "plugins" / "modules").glob("*.py")):
         docs = yaml.safe_load(re.search(r'DOCUMENTATION = r"""(.*?)"""', path.read_text(), re.S).group(1))

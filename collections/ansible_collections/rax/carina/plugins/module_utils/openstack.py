@@ -89,24 +89,7 @@ class CarinaOpenStackModule:
 
     def connect(self, conn=None):
         """Connect (or use the connection given, for tests); fail with what to check."""
-        if conn is not None:
-            self.conn = conn
-            return conn
-        p = self.params
-        cloud = p["cloud"]
-        try:
-            if isinstance(cloud, dict):
-                self.conn = openstack.connect(**cloud)
-            else:
-                self.conn = openstack.connect(
-                    cloud=cloud, auth_type=p["auth_type"], auth=p["auth"], region_name=p["region_name"],
-                    verify=p["validate_certs"], cacert=p["ca_cert"], cert=p["client_cert"], key=p["client_key"],
-                    api_timeout=p["api_timeout"], interface=p["interface"],
-                )
-            self.conn.authorize()
-        except os_exc.SDKException as exc:
-            self.fail("cannot authenticate to the cloud %s: %s; check the cloud name, auth_url, user, password "
-                      "and project" % (cloud if isinstance(cloud, str) else "", exc))
+        self.conn = conn if conn is not None else open_connection(self.params, self.fail)
         return self.conn
 
     def fail(self, msg, **extra):
@@ -159,6 +142,26 @@ class CarinaOpenStackModule:
         except os_exc.SDKException as exc:
             self.fail(describe_sdk_error(exc), exception=traceback.format_exc())
         self.exit()
+
+
+def open_connection(params, fail):
+    """An authorized connection from the connection options (openstack_argument_spec); fail(msg) says what to
+    check when it cannot authenticate."""
+    cloud = params["cloud"]
+    try:
+        if isinstance(cloud, dict):
+            conn = openstack.connect(**cloud)
+        else:
+            conn = openstack.connect(
+                cloud=cloud, auth_type=params["auth_type"], auth=params["auth"], region_name=params["region_name"],
+                verify=params["validate_certs"], cacert=params["ca_cert"], cert=params["client_cert"],
+                key=params["client_key"], api_timeout=params["api_timeout"], interface=params["interface"],
+            )
+        conn.authorize()
+    except os_exc.SDKException as exc:
+        fail("cannot authenticate to the cloud %s: %s; check the cloud name, auth_url, user, password and project"
+             % (cloud if isinstance(cloud, str) else "", exc))
+    return conn
 
 
 def describe_sdk_error(exc):

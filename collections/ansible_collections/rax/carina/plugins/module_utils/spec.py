@@ -543,7 +543,9 @@ def change_problems(spec, recorded):
     """What an existing cluster's record forbids: another COE or provider, or a create with other counts."""
     if not recorded:
         if spec.get("operation") == "scale":
-            return ["cluster %s was not found; create it first" % spec.get("name")]
+            return ["cluster %s was not found in its state folder; create it first (a job that starts with no "
+                    "state takes it from where the cluster keeps it with carina_state_from_store=true)"
+                    % spec.get("name")]
         return []
     if recorded.get("name") not in (None, spec.get("name")):
         return ["the state folder belongs to cluster %s, not %s; choose another state_dir"

@@ -78,6 +78,10 @@ def problems_of(spec_in, recorded=None, contract=None):
 # ------------------------------------------------------------------------------------------
 
 
+MISSING = ("cluster demo was not found in its state folder; create it first (a job that starts with no state "
+           "takes it from where the cluster keeps it with carina_state_from_store=true)")
+
+
 def test_swarm_contract_words_and_rules():
     assert spec.word(SWARM, "master") == "manager"
     assert spec.word(SWARM, "worker") == "worker"
@@ -1081,8 +1085,8 @@ def test_change_nothing_recorded():
 
 
 def test_scale_of_an_unknown_cluster():
-    assert spec.change_problems(good_spec(operation="scale"), {}) == ["cluster demo was not found; create it first"]
-    assert problems_of(dict(name="demo", operation="scale")) == ["cluster demo was not found; create it first"]
+    assert spec.change_problems(good_spec(operation="scale"), {}) == [MISSING]
+    assert problems_of(dict(name="demo", operation="scale")) == [MISSING]
 
 
 def test_create_with_other_counts_is_refused():
