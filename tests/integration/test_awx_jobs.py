@@ -107,8 +107,9 @@ def nodes(bundle: Path, field: str) -> list[str]:
 
 
 def test_jobs_that_share_no_state_go_on_from_the_state_the_cluster_keeps(tmp_path):
-    """Every job's state folder is empty at its start, as in AWX without a shared volume: scale and delete
-    take the cluster's state (record, id, CA and SSH keys, known hosts) from its Docker volume."""
+    """Every job's state folder is empty at its start, as in AWX without a shared volume: scale, a repair (a
+    create after a host was lost) and delete take the cluster's state (record, id, CA and SSH keys, known
+    hosts) from its Docker volume."""
     homes = {name: tmp_path / f"home-{name}" for name in ("create", "refused", "scale", "delete")}
     volume = f"carina-state-{STATELESS}"
     try:
@@ -139,6 +140,16 @@ def test_jobs_that_share_no_state_go_on_from_the_state_the_cluster_keeps(tmp_pat
         # The same CA: the bundle of the first job still reaches the cluster, which now has three Ready nodes.
         assert nodes(homes["create"] / "clusters" / STATELESS / "docker.env", "Status") == ["Ready"] * 3
         assert json.loads((scaled_state / "cluster.json").read_text())["nodes"] == 2
+
+        # A host lost: a create job with no state re-creates it from the cluster's own state (a repair).
+        lost = f"{STATELESS}-worker-2"
+        subprocess.run(["docker", "rm", "-f", lost], capture_output=True, check=True)
+        homes["repair"] = tmp_path / "home-repair"
+        repaired = job(tmp_path, "create", answers("create", {"carina_name": STATELESS, "carina_nodes": 2,
+                                                              "carina_home": str(homes["repair"])}))
+        assert repaired.returncode == 0, repaired.stdout[-5000:] + repaired.stderr[-2000:]
+        assert (homes["repair"] / "clusters" / STATELESS / "id").read_text().strip() == made_id
+        assert nodes(homes["create"] / "clusters" / STATELESS / "docker.env", "Status") == ["Ready"] * 3
     finally:
         deleted = job(tmp_path, "delete", answers("delete", {"carina_name": STATELESS,
                                                              "carina_home": str(homes["delete"])}))

@@ -80,7 +80,8 @@ class CarinaOpenStackModule:
         if others and not cluster_id:
             self.fail("cluster %s on the cloud has id %s (%s carries it), and this run knows no id (its state folder "
                       "has none). %s. If that cluster is yours and its state is lost, give its id: "
-                      "-e carina_cluster_id=%s" % (cluster, others[0], found[others[0]], touched, others[0]),
+                      "-e carina_cluster_id=%s (or take the state the cluster keeps in Barbican: "
+                      "-e carina_state_from_store=true)" % (cluster, others[0], found[others[0]], touched, others[0]),
                       other_id=others[0])
         if others:
             self.fail("cluster %s on the cloud has id %s (%s carries it), not this state's %s: it was made from "

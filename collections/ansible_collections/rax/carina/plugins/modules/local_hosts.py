@@ -906,7 +906,9 @@ class LocalHosts:
                              % (", ".join(kept), self.cluster_id, self.cluster))
         elif kept:
             self.module.warn("left %s alone: they carry a cluster id and this run knows none (its state folder has "
-                             "none). If cluster %s is yours and its state is lost, give its id: -e carina_cluster_id=%s"
+                             "none). If cluster %s is yours and its state is lost, give its id: "
+                             "-e carina_cluster_id=%s (or take the state the cluster keeps: "
+                             "-e carina_state_from_store=true)"
                              % (", ".join(kept), self.cluster, " or ".join(sorted(kept_ids))))
 
 
