@@ -12,6 +12,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.rax.carina.plugins.module_utils import ssh
+from ansible_collections.rax.carina.plugins.module_utils.openstack_spec import openstack_argument_spec
 
 try:
     import openstack
@@ -33,26 +34,6 @@ META_ROLE = "carina_role"
 # The cluster's unique id (what rax.carina.cluster_lock makes), where the cloud keeps it.
 META_CLUSTER_ID = "carina_cluster_id"
 ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-def openstack_argument_spec(**extra):
-    spec = dict(
-        cloud=dict(type="raw"),
-        auth=dict(type="dict", no_log=True),
-        auth_type=dict(type="str"),
-        region_name=dict(type="str"),
-        interface=dict(type="str", default="public", choices=["admin", "internal", "public"],
-                       aliases=["endpoint_type"]),
-        validate_certs=dict(type="bool", aliases=["verify"]),
-        ca_cert=dict(type="str", aliases=["cacert"]),
-        client_cert=dict(type="str", aliases=["cert"]),
-        client_key=dict(type="str", no_log=True, aliases=["key"]),
-        api_timeout=dict(type="int"),
-        wait=dict(type="bool", default=True),
-        timeout=dict(type="int", default=600),
-    )
-    spec.update(extra)
-    return spec
 
 
 class CarinaOpenStackModule:

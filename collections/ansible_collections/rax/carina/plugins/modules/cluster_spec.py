@@ -351,7 +351,6 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.rax.carina.plugins.module_utils import pki
 from ansible_collections.rax.carina.plugins.module_utils import spec as rules
 
 OPENSTACK_OPTIONS = dict(
@@ -446,6 +445,9 @@ def main():
     planned.pop("coes", None)
     ca_import = p["ca_import"] or {}
     if ca_import and p["operation"] != "delete":
+        # Only here: cryptography is not imported on the runs that import no CA.
+        from ansible_collections.rax.carina.plugins.module_utils import pki  # noqa: PLC0415
+
         if not pki.HAS_CRYPTOGRAPHY:
             module.fail_json(msg="ca_import needs the Python cryptography package on the controller")
         try:

@@ -141,29 +141,11 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.rax.carina.plugins.module_utils import state as archive
-from ansible_collections.rax.carina.plugins.module_utils.openstack import (
-    HAS_SDK,
-    SDK_IMPORT_ERROR,
-    describe_sdk_error,
-    open_connection,
-    openstack_argument_spec,
-)
+from ansible_collections.rax.carina.plugins.module_utils.openstack_spec import openstack_argument_spec
 
-try:
-    import docker
-    from docker.errors import DockerException, NotFound
-
-    HAS_DOCKER = True
-    DOCKER_IMPORT_ERROR = None
-except ImportError:
-    HAS_DOCKER = False
-    DOCKER_IMPORT_ERROR = traceback.format_exc()
-
-try:
-    import openstack
-    from openstack import exceptions as os_exc
-except ImportError:  # the module fails early (HAS_SDK) when the store needs it
-    openstack = None
+# The Docker SDK and openstacksdk are imported when a store needs them (open_store): a run whose state is stored
+# as it is calls no store and needs neither (openstacksdk alone takes a third of a second to import).
+docker = NotFound = os_exc = None
 
 LABEL_CLUSTER = "carina.cluster"
 LABEL_ID = "carina.cluster-id"
@@ -187,7 +169,7 @@ class VolumeStore:
         try:
             self.api = docker.APIClient(base_url=base_url, version="auto", timeout=120)
             self.api.ping()
-        except DockerException as exc:
+        except docker.errors.DockerException as exc:
             module.fail_json(msg="Cannot reach the Docker engine at %s: %s" % (base_url, exc))
 
     def find(self):
@@ -344,16 +326,24 @@ def has_key_manager(conn):
 def open_store(module, cluster):
     """The store to use (None for none), after O(store) and O(provider)."""
     p = module.params
+    global docker, NotFound, os_exc  # noqa: PLW0603 - imported on first use (see the imports)
     store = store_name(p)
     if store == "none":
         return None
     if store == "volume":
-        if not HAS_DOCKER:
-            module.fail_json(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
+        try:
+            import docker  # noqa: PLC0415 - see the imports
+            from docker.errors import NotFound  # noqa: PLC0415
+        except ImportError:
+            module.fail_json(msg=missing_required_lib("docker"), exception=traceback.format_exc())
         return VolumeStore(module, cluster)
-    if not HAS_SDK:
-        module.fail_json(msg=missing_required_lib("openstacksdk"), exception=SDK_IMPORT_ERROR)
-    conn = open_connection(module.params, lambda msg: module.fail_json(msg=msg))
+    from ansible_collections.rax.carina.plugins.module_utils import openstack as sdk  # noqa: PLC0415
+
+    if not sdk.HAS_SDK:
+        module.fail_json(msg=missing_required_lib("openstacksdk"), exception=sdk.SDK_IMPORT_ERROR)
+    from openstack import exceptions as os_exc  # noqa: PLC0415
+
+    conn = sdk.open_connection(module.params, lambda msg: module.fail_json(msg=msg))
     if not has_key_manager(conn):
         if p["store"] == "auto":
             return None
@@ -396,10 +386,14 @@ def main():
             result["store"] = store.name
             reconcile(module, store, state_dir, packed, result)
     except Exception as exc:  # the store's own errors, said with the cluster's name; others raised
-        if HAS_DOCKER and isinstance(exc, DockerException):
+        if docker is not None and isinstance(exc, docker.errors.DockerException):
             module.fail_json(msg="Docker engine error while keeping the state of cluster %s: %s" % (p["name"], exc),
                              **result)
-        if openstack is not None and isinstance(exc, os_exc.SDKException):
+        if os_exc is not None and isinstance(exc, os_exc.SDKException):
+            from ansible_collections.rax.carina.plugins.module_utils.openstack import (  # noqa: PLC0415
+                describe_sdk_error,
+            )
+
             module.fail_json(msg="Barbican error while keeping the state of cluster %s: %s"
                              % (p["name"], describe_sdk_error(exc)), **result)
         if isinstance(exc, ValueError):
